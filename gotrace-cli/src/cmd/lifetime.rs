@@ -1,0 +1,107 @@
+//! When a tracing run prints and when it ends: interval ticks, `-d`
+//! duration, SIGINT/SIGTERM/SIGHUP, and the exit of the `-p` process.
+
+use std::{os::fd::OwnedFd, time::Duration};
+
+use anyhow::Context as _;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, Signal, SignalKind},
+    time::{interval_at, sleep_until, Instant, Interval},
+};
+
+use crate::target::Process;
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Signal,
+    Duration,
+    TargetExited,
+}
+
+/// What happened next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An `-i` interval has passed: print and go on.
+    Tick,
+    /// Print a last time and detach.
+    End(End),
+}
+
+pub struct Lifetime {
+    interval: Option<Interval>,
+    deadline: Option<Instant>,
+    signals: [Signal; 3],
+    target_exit: Option<AsyncFd<OwnedFd>>,
+}
+
+impl Lifetime {
+    /// Starts the clocks now. Signals are caught from here on, so a Ctrl-C
+    /// while attaching still detaches cleanly.
+    pub fn start(
+        interval: Option<Duration>,
+        duration: Option<Duration>,
+        process: Option<Process>,
+    ) -> anyhow::Result<Self> {
+        let now = Instant::now();
+        let signals = [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ]
+        .map(signal)
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .context("installing signal handlers")?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("installing signal handlers"))?;
+        let target_exit = process
+            .map(|p| {
+                let fd = p.exit_notifier()?;
+                // SAFETY: the AsyncFd owns the pidfd, so it stays open for
+                // as long as it is registered.
+                unsafe { AsyncFd::register(fd) }.context("polling the pidfd")
+            })
+            .transpose()?;
+        Ok(Self {
+            interval: interval.map(|i| interval_at(now + i, i)),
+            deadline: duration.map(|d| now + d),
+            signals,
+            target_exit,
+        })
+    }
+
+    /// Waits for the next tick or the end.
+    pub async fn next(&mut self) -> Event {
+        let [int, term, hup] = &mut self.signals;
+        let tick = async {
+            match &mut self.interval {
+                Some(interval) => interval.tick().await,
+                None => std::future::pending().await,
+            }
+        };
+        let deadline = async {
+            match self.deadline {
+                Some(deadline) => sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        let target_exit = async {
+            match &self.target_exit {
+                Some(fd) => drop(fd.readable().await),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            // The end wins over a tick that falls due at the same instant.
+            biased;
+            _ = int.recv() => Event::End(End::Signal),
+            _ = term.recv() => Event::End(End::Signal),
+            _ = hup.recv() => Event::End(End::Signal),
+            () = deadline => Event::End(End::Duration),
+            () = target_exit => Event::End(End::TargetExited),
+            _ = tick => Event::Tick,
+        }
+    }
+}

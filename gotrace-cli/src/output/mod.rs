@@ -1,0 +1,4 @@
+//! Printers, generic over `io::Write` so that each has golden tests.
+
+pub mod counts;
+pub mod time;

@@ -1,0 +1,88 @@
+//! Which file a pattern's `PATH` (or `-p PID`) names.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+
+use crate::target::Process;
+
+/// Directories searched for a library named without a path (`go:` is
+/// libgo), as the dynamic linker's default search path on Debian amd64.
+const LIBRARY_DIRS: &[&str] = &[
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+    "/usr/local/lib",
+];
+
+/// A binary to trace: the path probes are attached through, and the name to
+/// show the user.
+#[derive(Debug)]
+pub struct Located {
+    pub path: PathBuf,
+    pub display: String,
+}
+
+/// Finds the binary for `path` (from `PATH:FUNC`) and/or `process` (`-p`).
+///
+/// A path with a `/`, or an existing file, is taken as is; a bare name like
+/// `go` or `libgo` is looked up as a shared library (`libgo.so.N`); no path
+/// with `-p` means the process's executable.
+pub fn locate(path: Option<&str>, process: Option<Process>) -> anyhow::Result<Located> {
+    let Some(path) = path else {
+        return match process {
+            Some(process) => Ok(Located {
+                path: process.exe(),
+                display: process.exe_name(),
+            }),
+            None => bail!("no binary given: write PATH:FUNC (e.g. /usr/bin/app:main.*), or trace a running process with -p PID"),
+        };
+    };
+    let as_path = Path::new(path);
+    if path.contains('/') || as_path.exists() {
+        if !as_path.exists() {
+            bail!("{path}: no such file (give the path of a Go binary, or a library name such as `go` for libgo)");
+        }
+        return Ok(Located {
+            path: as_path.to_owned(),
+            display: path.to_owned(),
+        });
+    }
+    match find_library(path) {
+        Some(library) => Ok(Located {
+            display: library.display().to_string(),
+            path: library,
+        }),
+        None => bail!(
+            "{path}: no such file, and no library lib{}.so in {}",
+            path.strip_prefix("lib").unwrap_or(path),
+            LIBRARY_DIRS.join(", ")
+        ),
+    }
+}
+
+/// `go`, `libgo` or `libgo.so` -> the newest `libgo.so*` in the standard
+/// directories (the versioned file is what programs map).
+fn find_library(name: &str) -> Option<PathBuf> {
+    let stem = name.strip_prefix("lib").unwrap_or(name);
+    let stem = stem.split(".so").next().unwrap_or(stem);
+    let prefix = format!("lib{stem}.so");
+    LIBRARY_DIRS.iter().find_map(|dir| {
+        let mut candidates: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n == prefix || n.starts_with(&format!("{prefix}.")))
+            })
+            .collect();
+        // The longest name is the most specific version (libgo.so.21.0.0).
+        candidates.sort_by_key(|p| p.as_os_str().len());
+        candidates.pop()
+    })
+}

@@ -1,0 +1,58 @@
+//! The process named by `-p PID`.
+
+use std::{
+    num::NonZeroU32,
+    os::fd::{FromRawFd as _, OwnedFd},
+    path::PathBuf,
+};
+
+use anyhow::{bail, Context as _};
+
+/// A process that existed when gotrace looked it up.
+#[derive(Clone, Copy, Debug)]
+pub struct Process {
+    pid: NonZeroU32,
+}
+
+impl Process {
+    /// Finds the process `pid`, or says it does not exist.
+    pub fn find(pid: u32) -> anyhow::Result<Self> {
+        let Some(pid) = NonZeroU32::new(pid) else {
+            bail!("-p 0 is not a process: give the PID of the Go program to trace");
+        };
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        if !proc.exists() {
+            bail!("no process with PID {pid}: is it still running? (see `pgrep -a NAME`)");
+        }
+        Ok(Self { pid })
+    }
+
+    pub fn pid(self) -> NonZeroU32 {
+        self.pid
+    }
+
+    /// The executable as the kernel sees it: `/proc/PID/exe` resolves to the
+    /// right inode even inside another mount namespace.
+    pub fn exe(self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/exe", self.pid))
+    }
+
+    /// The executable's path as the process named it, for messages.
+    pub fn exe_name(self) -> String {
+        std::fs::read_link(self.exe())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| format!("/proc/{}/exe", self.pid))
+    }
+
+    /// A pidfd that becomes readable when the process exits.
+    pub fn exit_notifier(self) -> anyhow::Result<OwnedFd> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid.get() as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("watching process {} for exit (pidfd_open)", self.pid));
+        }
+        // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+}
