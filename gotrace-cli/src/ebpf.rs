@@ -6,6 +6,11 @@ use aya::{Ebpf, EbpfLoader};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gotrace"));
 
+/// The embedded object, for loaders other than aya's (see `attach::multi`).
+pub fn object() -> &'static [u8] {
+    OBJECT
+}
+
 /// Loads the embedded object after `configure` has set map sizes and globals.
 pub fn load(configure: impl FnOnce(&mut EbpfLoader<'_>)) -> anyhow::Result<Ebpf> {
     if OBJECT.is_empty() {

@@ -1,11 +1,14 @@
 //! Attaching one uprobe program to many instructions of one binary.
 //!
 //! Every probe carries a bpf cookie, so a single program serves all
-//! functions and learns from the cookie which one fired. The links belong to
-//! the [`aya::Ebpf`] they were made from: dropping it (on any exit path,
-//! including an error half way through attaching) detaches all of them, and
-//! since links are file descriptors the kernel does the same if gotrace dies.
+//! functions and learns from the cookie which one fired. Two methods:
+//! one uprobe_multi link for all sites (kernel >= 6.6, see [`multi`]), or
+//! else one perf-event link per site through aya. Either way the links are
+//! file descriptors owned by [`Attached`] or the [`aya::Ebpf`]: dropping
+//! them (on any exit path, including an error half way through attaching)
+//! detaches everything, and the kernel does the same if gotrace dies.
 
+mod multi;
 pub mod placement;
 
 use std::{num::NonZeroU32, path::Path};
@@ -33,10 +36,68 @@ pub enum Scope {
     Process(NonZeroU32),
 }
 
-/// Loads `program` of `ebpf` and attaches it at every site of `target`.
+/// How the probes were attached, for `-v`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    UprobeMulti,
+    PerfEvent,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Method::UprobeMulti => "one uprobe_multi link",
+            Method::PerfEvent => "one perf-event uprobe per site",
+        })
+    }
+}
+
+/// Probes in place; dropping this (and the `Ebpf`) detaches them.
+pub struct Attached {
+    pub method: Method,
+    /// Why uprobe_multi was not used, when it was not.
+    pub fallback_reason: Option<String>,
+    _multi: Option<multi::Link>,
+}
+
+/// Loads `program` of `ebpf` (embedded as `object`) and attaches it at every
+/// site of `target`, through uprobe_multi when the kernel can.
 ///
 /// `describe(i)` names the function of `sites[i]` for error messages.
 pub fn uprobes(
+    ebpf: &mut Ebpf,
+    object: &[u8],
+    program: &str,
+    target: &Path,
+    sites: &[Site],
+    scope: Scope,
+    describe: impl Fn(usize) -> String,
+) -> anyhow::Result<Attached> {
+    let pid = match scope {
+        Scope::AllProcesses => None,
+        Scope::Process(pid) => Some(pid.get()),
+    };
+    // Any failure of the multi link (old kernel, odd site) falls back to
+    // per-site probes, whose errors name the function that failed.
+    let fallback_reason = match multi::attach(ebpf, object, program, target, sites, pid) {
+        Ok(link) => {
+            return Ok(Attached {
+                method: Method::UprobeMulti,
+                fallback_reason: None,
+                _multi: Some(link),
+            })
+        }
+        Err(err) => format!("{err:#}"),
+    };
+    per_site(ebpf, program, target, sites, scope, describe)?;
+    Ok(Attached {
+        method: Method::PerfEvent,
+        fallback_reason: Some(fallback_reason),
+        _multi: None,
+    })
+}
+
+fn per_site(
     ebpf: &mut Ebpf,
     program: &str,
     target: &Path,

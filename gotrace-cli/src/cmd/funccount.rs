@@ -71,9 +71,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             loader.map_max_entries(COUNTS_MAP, functions.len() as u32);
         })?;
         let scope = process.map_or(Scope::AllProcesses, |p| Scope::Process(p.pid()));
-        attach::uprobes(&mut ebpf, PROGRAM, &located.path, &sites, scope, |i| {
-            functions[i].name.clone()
-        })?;
+        let attached = attach::uprobes(
+            &mut ebpf,
+            ebpf::object(),
+            PROGRAM,
+            &located.path,
+            &sites,
+            scope,
+            |i| functions[i].name.clone(),
+        )?;
+        if args.verbose {
+            eprintln!("gotrace: attached with {}", attached.method);
+            if let Some(reason) = &attached.fallback_reason {
+                eprintln!("gotrace: uprobe_multi not used: {reason}");
+            }
+        }
         let banner = format!(
             "Tracing {} functions for \"{}\"... Hit Ctrl-C to end.",
             functions.len(),
