@@ -149,7 +149,11 @@ fn map_fd(map: &Map) -> anyhow::Result<RawFd> {
         | Map::RingBuf(data)
         | Map::PerfEventArray(data)
         | Map::StackTraceMap(data) => data,
-        _ => return Err(anyhow!("gotrace's uprobe_multi loader does not handle {map:?}")),
+        _ => {
+            return Err(anyhow!(
+                "gotrace's uprobe_multi loader does not handle {map:?}"
+            ))
+        }
     };
     Ok(data.fd().as_fd().as_raw_fd())
 }

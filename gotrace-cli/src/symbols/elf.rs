@@ -8,12 +8,15 @@ use super::{Function, Segment};
 
 /// Function symbols of `.symtab` and `.dynsym` that point into code, sorted
 /// by address. Aliases (several names for one address) keep the first name
-/// seen, so a probe is never attached twice to one instruction.
+/// seen, so a probe is never attached twice to one instruction. Zero-size
+/// symbols are labels (Go's `runtime.text`, `runtime.etext`), not functions.
 pub(super) fn functions(object: &object::File<'_>) -> Vec<Function> {
     let mut functions: Vec<Function> = object
         .symbols()
         .chain(object.dynamic_symbols())
-        .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0 && !s.is_undefined())
+        .filter(|s| {
+            s.kind() == SymbolKind::Text && s.address() != 0 && s.size() != 0 && !s.is_undefined()
+        })
         .filter(|s| {
             s.section_index()
                 .and_then(|i| object.section_by_index(i).ok())

