@@ -30,8 +30,24 @@ enum Command {
     Funccount(cmd::funccount::Args),
 }
 
+/// Exit status of a command line clap cannot parse (its own convention).
+const EXIT_USAGE: u8 = 2;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => {
+            // --help and --version: clap prints them and exits 0.
+            err.exit();
+        }
+        Err(err) => {
+            eprintln!(
+                "gotrace: {} (see --help)",
+                one_line(&err.render().to_string())
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let result = match cli.command {
         Command::Funccount(args) => cmd::funccount::run(args),
     };
@@ -47,6 +63,19 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// clap's first paragraph ("error: ... not provided:\n  <PATTERN>") joined
+/// into one line, without the usage and hint that follow it.
+fn one_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_owned()
 }
 
 /// `gotrace ... | head` closing the pipe early is a normal way to stop.

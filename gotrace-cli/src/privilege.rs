@@ -11,7 +11,7 @@ pub const EXIT_NOT_PRIVILEGED: u8 = 77;
 /// Returned when the effective capabilities cannot load and attach programs.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "gotrace needs root, or the capabilities CAP_BPF and CAP_PERFMON, to load eBPF programs and attach uprobes: run it with sudo"
+    "root, or the capabilities CAP_BPF and CAP_PERFMON, are needed to load eBPF programs and attach uprobes: run gotrace with sudo"
 )]
 pub struct NotPrivileged;
 

@@ -266,6 +266,9 @@ fn agrees_with_bcc_funccount() {
         assert_eq!(ours.get(func), theirs.get(func), "{func}: gotrace vs bcc");
     }
     for func in ["main.work", "main.grow"] {
-        assert!(theirs[func] >= ours[func], "{func}: bcc counted fewer than gotrace");
+        assert!(
+            theirs[func] >= ours[func],
+            "{func}: bcc counted fewer than gotrace"
+        );
     }
 }

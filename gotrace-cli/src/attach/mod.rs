@@ -60,36 +60,66 @@ pub struct Attached {
     _multi: Option<multi::Link>,
 }
 
-/// Loads `program` of `ebpf` (embedded as `object`) and attaches it at every
-/// site of `target`, through uprobe_multi when the kernel can.
+/// Which attach method to use; `Auto` is what users get, the others are
+/// for benchmarks and tests that compare or break one method.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Choice {
+    #[default]
+    Auto,
+    Multi,
+    Perf,
+}
+
+/// What to attach: one program of the loaded object at every site of a file.
+pub struct Request<'a> {
+    /// The embedded object `ebpf` was loaded from (see [`multi`]).
+    pub object: &'a [u8],
+    pub program: &'a str,
+    pub target: &'a Path,
+    pub sites: &'a [Site],
+    pub scope: Scope,
+    pub choice: Choice,
+}
+
+/// Attaches `request.program` of `ebpf` at every site, through uprobe_multi
+/// when the kernel can.
 ///
 /// `describe(i)` names the function of `sites[i]` for error messages.
 pub fn uprobes(
     ebpf: &mut Ebpf,
-    object: &[u8],
-    program: &str,
-    target: &Path,
-    sites: &[Site],
-    scope: Scope,
+    request: &Request<'_>,
     describe: impl Fn(usize) -> String,
 ) -> anyhow::Result<Attached> {
-    let pid = match scope {
+    let pid = match request.scope {
         Scope::AllProcesses => None,
         Scope::Process(pid) => Some(pid.get()),
     };
-    // Any failure of the multi link (old kernel, odd site) falls back to
-    // per-site probes, whose errors name the function that failed.
-    let fallback_reason = match multi::attach(ebpf, object, program, target, sites, pid) {
-        Ok(link) => {
-            return Ok(Attached {
-                method: Method::UprobeMulti,
-                fallback_reason: None,
-                _multi: Some(link),
-            })
+    let fallback_reason = match request.choice {
+        Choice::Perf => "per-site probes were asked for".to_owned(),
+        Choice::Auto | Choice::Multi => {
+            match multi::attach(
+                ebpf,
+                request.object,
+                request.program,
+                request.target,
+                request.sites,
+                pid,
+            ) {
+                Ok(link) => {
+                    return Ok(Attached {
+                        method: Method::UprobeMulti,
+                        fallback_reason: None,
+                        _multi: Some(link),
+                    })
+                }
+                Err(err) if request.choice == Choice::Multi => return Err(err),
+                // Any failure of the multi link (old kernel, odd site) falls
+                // back to per-site probes, whose errors name the function.
+                Err(err) => format!("{err:#}"),
+            }
         }
-        Err(err) => format!("{err:#}"),
     };
-    per_site(ebpf, program, target, sites, scope, describe)?;
+    per_site(ebpf, request, describe)?;
     Ok(Attached {
         method: Method::PerfEvent,
         fallback_reason: Some(fallback_reason),
@@ -99,12 +129,16 @@ pub fn uprobes(
 
 fn per_site(
     ebpf: &mut Ebpf,
-    program: &str,
-    target: &Path,
-    sites: &[Site],
-    scope: Scope,
+    request: &Request<'_>,
     describe: impl Fn(usize) -> String,
 ) -> anyhow::Result<()> {
+    let Request {
+        program,
+        target,
+        sites,
+        scope,
+        ..
+    } = *request;
     raise_fd_limit(sites.len());
     let uprobe: &mut UProbe = ebpf
         .program_mut(program)
@@ -123,16 +157,36 @@ fn per_site(
             location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
             cookie: Some(site.cookie),
         };
-        uprobe.attach(point, target, scope).with_context(|| {
-            format!(
-                "attaching a uprobe to {} in {} (file offset {:#x})",
-                describe(i),
-                target.display(),
-                site.file_offset
-            )
-        })?;
+        uprobe
+            .attach(point, target, scope)
+            .map_err(|err| {
+                let err = anyhow::Error::from(err);
+                if has_errno(&err, libc::EINVAL) {
+                    // The kernel keeps one uprobe per instruction; a probe of
+                    // another tool with a different reference counter there
+                    // makes ours EINVAL (dmesg: "ref_ctr_offset mismatch").
+                    err.context("is another tracer (bcc?) probing the same instruction? see dmesg")
+                } else {
+                    err
+                }
+            })
+            .with_context(|| {
+                format!(
+                    "attaching a uprobe to {} in {} (file offset {:#x})",
+                    describe(i),
+                    target.display(),
+                    site.file_offset
+                )
+            })?;
     }
     Ok(())
+}
+
+fn has_errno(err: &anyhow::Error, errno: i32) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(errno))
+    })
 }
 
 /// Each perf-event uprobe holds two descriptors (event and link); the usual

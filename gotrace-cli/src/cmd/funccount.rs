@@ -48,6 +48,10 @@ pub struct Args {
     /// Say where each probe was placed.
     #[arg(short, long)]
     verbose: bool,
+    /// How to attach: one uprobe_multi link, or one perf event per function
+    /// (for benchmarks and tests; auto falls back from the first to the second).
+    #[arg(long, value_enum, default_value_t, hide = true)]
+    attach: attach::Choice,
     /// [PATH:]FUNC, FUNC a glob over Go symbol names (`*`, `?`), e.g. '/usr/bin/app:fmt.*'.
     pattern: String,
 }
@@ -71,15 +75,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             loader.map_max_entries(COUNTS_MAP, functions.len() as u32);
         })?;
         let scope = process.map_or(Scope::AllProcesses, |p| Scope::Process(p.pid()));
-        let attached = attach::uprobes(
-            &mut ebpf,
-            ebpf::object(),
-            PROGRAM,
-            &located.path,
-            &sites,
+        let request = attach::Request {
+            object: ebpf::object(),
+            program: PROGRAM,
+            target: &located.path,
+            sites: &sites,
             scope,
-            |i| functions[i].name.clone(),
-        )?;
+            choice: args.attach,
+        };
+        let attached = attach::uprobes(&mut ebpf, &request, |i| functions[i].name.clone())?;
         if args.verbose {
             eprintln!("gotrace: attached with {}", attached.method);
             if let Some(reason) = &attached.fallback_reason {

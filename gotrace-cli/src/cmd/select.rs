@@ -27,7 +27,16 @@ pub fn matching<'b>(
         return Ok(functions);
     }
     if binary.functions().is_empty() {
-        bail!("{shown_as} has no symbol table (stripped?): gotrace cannot name its functions yet");
+        match binary.toolchain() {
+            Some(_) => bail!(
+                "{shown_as} is a stripped Go binary (no .symtab): gotrace cannot name its \
+                 functions yet; trace an unstripped build"
+            ),
+            None => bail!(
+                "{shown_as} is not a Go binary (no .gopclntab, .go.buildinfo or gccgo symbols) \
+                 and has no function symbols; PATH:FUNC works on any ELF with a symbol table"
+            ),
+        }
     }
     let mut message = format!("no function in {shown_as} matches {:?}", pattern.func);
     if let Some(suggestion) = closest(binary, &pattern.func) {

@@ -43,7 +43,7 @@ struct Segment {
 #[derive(Debug, thiserror::Error)]
 pub enum SymbolError {
     /// The file could not be opened or mapped.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -1,0 +1,111 @@
+//! Bad input: a one-line error that says what to do, a non-zero exit, and
+//! nothing left in the kernel.
+
+use std::{os::unix::fs::PermissionsExt as _, process::Command};
+
+use integration_tests::{assert_one_line_error, run_gotrace, Fixture, Go, Output};
+
+#[test]
+fn bad_inputs() {
+    let counter = Fixture::build("counter", Go::Go119);
+    let dir = counter.dir.path();
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "not a program\n").unwrap();
+    let bin = counter.binary.display().to_string();
+    let dead_pid = dead_pid().to_string();
+
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            vec!["/nonexistent/app:main.*".into()],
+            vec!["/nonexistent/app", "no such file"],
+        ),
+        (
+            vec![format!("{}:main.*", text.display())],
+            vec!["notes.txt", "not an ELF"],
+        ),
+        (
+            vec![format!("{}:main.*", dir.display())],
+            vec!["is a directory"],
+        ),
+        (
+            vec!["/bin/true:main.*".into()],
+            vec!["/bin/true", "not a Go binary", "PATH:FUNC works on any ELF"],
+        ),
+        (
+            vec![format!("{bin}:main.wrok")],
+            vec![&bin, "main.wrok", "did you mean \"main.work\""],
+        ),
+        (vec![format!("{bin}:nosuch.*")], vec![&bin, "no function"]),
+        (vec![format!("{bin}:")], vec!["names no function"]),
+        (vec!["main.*".into()], vec!["no binary given", "-p PID"]),
+        (
+            vec!["nosuchlib:main.*".into()],
+            vec!["nosuchlib", "libnosuchlib.so"],
+        ),
+        (
+            vec!["-p".into(), dead_pid.clone(), "main.*".into()],
+            vec![&dead_pid, "no process"],
+        ),
+        (vec!["-p".into(), "0".into(), "main.*".into()], vec!["-p 0"]),
+        (
+            vec!["-r".into(), format!("{bin}:main.((")],
+            vec!["regular expression"],
+        ),
+        (
+            vec!["-i".into(), "0".into(), format!("{bin}:main.*")],
+            vec!["--interval", "positive"],
+        ),
+        (
+            vec!["-d".into(), "soon".into(), format!("{bin}:main.*")],
+            vec!["--duration", "soon"],
+        ),
+        (
+            vec!["-p".into(), "x".into(), "main.*".into()],
+            vec!["--pid"],
+        ),
+        (vec![], vec!["PATTERN", "--help"]),
+        (
+            vec!["--bogus".into(), format!("{bin}:main.*")],
+            vec!["--bogus"],
+        ),
+    ];
+    for (args, needles) in &cases {
+        let mut argv = vec!["funccount"];
+        argv.extend(args.iter().map(String::as_str));
+        let out = run_gotrace(&argv);
+        println!("{argv:?} -> {}", out.stderr.trim_end());
+        assert_one_line_error(&out, needles);
+    }
+    assert_one_line_error(&run_gotrace(&["bogus"]), &["bogus"]);
+}
+
+/// Without root or CAP_BPF+CAP_PERFMON: exit 77 and say which are needed.
+#[test]
+fn no_privilege() {
+    let counter = Fixture::build("counter", Go::Go119);
+    // nobody must be able to reach the binary to get as far as privilege.
+    std::fs::set_permissions(counter.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(integration_tests::gotrace())
+        .args(["funccount", &counter.pattern("main.*")])
+        .output()
+        .unwrap();
+    let out = Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(out.status.code(), Some(77), "{out:?}");
+    assert_one_line_error(&out, &["root", "CAP_BPF", "CAP_PERFMON"]);
+}
+
+/// A PID that surely does not exist: beyond the kernel's pid_max.
+fn dead_pid() -> u32 {
+    let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    max + 1
+}
