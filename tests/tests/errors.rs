@@ -35,7 +35,10 @@ fn bad_inputs() {
             vec![format!("{bin}:main.wrok")],
             vec![&bin, "main.wrok", "did you mean \"main.work\""],
         ),
-        (vec![format!("{bin}:nosuch.*")], vec![&bin, "no function"]),
+        (
+            vec![format!("{bin}:nosuch.*")],
+            vec![&bin, "no function", "runtime, ", "try PKG.*"],
+        ),
         (vec![format!("{bin}:")], vec!["names no function"]),
         (vec!["main.*".into()], vec!["no binary given", "-p PID"]),
         (

@@ -41,6 +41,11 @@ pub fn matching<'b>(
     let mut message = format!("no function in {shown_as} matches {:?}", pattern.func);
     if let Some(suggestion) = closest(binary, &pattern.func) {
         message += &format!(" (did you mean {suggestion:?}?)");
+    } else if binary.toolchain().is_some() {
+        message += &format!(
+            " (its largest packages: {}; try PKG.*)",
+            largest_packages(binary, 6).join(", ")
+        );
     }
     if binary.toolchain().is_none() {
         message += &format!(
@@ -49,6 +54,30 @@ pub fn matching<'b>(
         );
     }
     bail!(message)
+}
+
+/// The Go packages with the most functions, largest first.
+fn largest_packages(binary: &Binary, n: usize) -> Vec<&str> {
+    let mut sizes: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    // `type:.eq.T` and `go:buildid` are the linker's, not packages.
+    for package in binary.functions().iter().map(|f| package_of(&f.name)) {
+        if !package.contains(':') {
+            *sizes.entry(package).or_default() += 1;
+        }
+    }
+    let mut sizes: Vec<(&str, usize)> = sizes.into_iter().collect();
+    sizes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    sizes.into_iter().take(n).map(|(p, _)| p).collect()
+}
+
+/// `net/http` of `net/http.(*Client).Do`: up to the first dot after the
+/// last slash. The linker writes a dot in the last path element as `%2e`
+/// (`gopkg.in/yaml%2ev3.Unmarshal`), so that dot always ends the package.
+fn package_of(name: &str) -> &str {
+    let base = name.rfind('/').map_or(0, |slash| slash + 1);
+    name[base..]
+        .find('.')
+        .map_or(name, |dot| &name[..base + dot])
 }
 
 /// The name closest to `wanted` (wildcards ignored), if any is close enough.
@@ -61,4 +90,21 @@ fn closest<'b>(binary: &'b Binary, wanted: &str) -> Option<&'b str> {
         .filter(|(score, _)| *score >= SUGGESTION_THRESHOLD)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::package_of;
+
+    #[test]
+    fn packages_of_go_symbols() {
+        assert_eq!(package_of("net/http.(*Client).Do"), "net/http");
+        assert_eq!(package_of("main.main"), "main");
+        assert_eq!(
+            package_of("gopkg.in/yaml%2ev3.Unmarshal"),
+            "gopkg.in/yaml%2ev3"
+        );
+        assert_eq!(package_of("go:buildid"), "go:buildid");
+        assert_eq!(package_of("type:.eq.[2]string"), "type:");
+    }
 }
