@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Count calls of every function matching a pattern.
     Funccount(cmd::funccount::Args),
+    /// Show the compiler, Go version, ABI and symbols of a binary.
+    Info(cmd::info::Args),
 }
 
 /// Exit status of a command line clap cannot parse (its own convention).
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Funccount(args) => cmd::funccount::run(args),
+        Command::Info(args) => cmd::info::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! One module per tool; each turns parsed arguments into a tracing run.
 
 pub mod funccount;
+pub mod info;
 mod lifetime;
 mod select;
 

@@ -50,3 +50,12 @@ pub(super) fn segments(object: &object::File<'_>) -> Vec<Segment> {
         })
         .collect()
 }
+
+/// The first compiler line of `.comment` (gccgo and C toolchains write one;
+/// gc does not).
+pub(super) fn comment(object: &object::File<'_>) -> Option<String> {
+    let data = object.section_by_name(".comment")?.data().ok()?;
+    data.split(|&b| b == 0)
+        .find(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+}

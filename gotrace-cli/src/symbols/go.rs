@@ -1,6 +1,8 @@
 //! Which Go toolchain built a binary, from marks each toolchain leaves.
 
-use object::{Object as _, ObjectSymbol as _};
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+
+use super::{buildinfo, moduledata, pclntab::Pclntab, Function};
 
 /// The two Go compilers, which differ in ABI and in where code lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,9 +26,7 @@ impl std::fmt::Display for Toolchain {
 /// and `.go.buildinfo`; gccgo writes `.go_export` in libgo and references
 /// `__go_*`/`runtime.*` symbols of libgo from programs.
 pub(super) fn detect(object: &object::File<'_>) -> Option<Toolchain> {
-    if object.section_by_name(".gopclntab").is_some()
-        || object.section_by_name(".go.buildinfo").is_some()
-    {
+    if pclntab_section(object).is_some() || object.section_by_name(".go.buildinfo").is_some() {
         return Some(Toolchain::Gc);
     }
     let gccgo_symbol = |name: &str| {
@@ -37,4 +37,113 @@ pub(super) fn detect(object: &object::File<'_>) -> Option<Toolchain> {
         .chain(object.dynamic_symbols())
         .any(|s| s.name().is_ok_and(gccgo_symbol));
     (object.section_by_name(".go_export").is_some() || has_gccgo_symbol).then_some(Toolchain::Gccgo)
+}
+
+/// The pclntab's section: `.gopclntab`, or `.data.rel.ro.gopclntab` in PIE
+/// binaries of Go before 1.26.
+fn pclntab_section<'d, 'f>(object: &'f object::File<'d>) -> Option<object::Section<'d, 'f>> {
+    object
+        .sections()
+        .find(|s| s.name().is_ok_and(|n| n.ends_with(".gopclntab")))
+}
+
+/// The functions of a gc binary's pclntab, sorted by address; `None` when
+/// there is no readable table.
+pub(super) fn pclntab_functions(object: &object::File<'_>) -> Option<Vec<Function>> {
+    let section = pclntab_section(object)?;
+    let data = section.data().ok()?;
+    let table = Pclntab::parse(data, text_start(object, section.address(), data)).ok()?;
+    let mut functions: Vec<Function> = table
+        .functions()
+        .map(|f| Function {
+            name: f.name.to_owned(),
+            address: f.entry,
+            size: f.end - f.entry,
+        })
+        .collect();
+    functions.sort_by_key(|f| f.address);
+    functions.dedup_by_key(|f| f.address);
+    Some(functions)
+}
+
+/// The address Go's text starts at, which offset-style pclntabs (Go 1.18+)
+/// count from: the header's word while it was written (Go 1.18-1.25),
+/// else moduledata's `text`, else the `.text` section (right for pure-Go
+/// binaries, where nothing precedes Go code).
+fn text_start(object: &object::File<'_>, pclntab_address: u64, data: &[u8]) -> Option<u64> {
+    if let Some(text) = Pclntab::header_text_start(data).filter(|&t| t != 0) {
+        return Some(text);
+    }
+    let funcname_offset = super::pclntab::read_uint(data, 8 + 3 * 8, 8)?;
+    moduledata::text_start(object, pclntab_address, funcname_offset)
+        .or_else(|| object.section_by_name(".text").map(|s| s.address()))
+}
+
+/// The `.go.buildinfo` of a gc binary; `read` reads bytes at a virtual
+/// address (the pre-1.18 layout points elsewhere in the binary).
+pub(super) fn build_info<'a>(
+    object: &object::File<'a>,
+    read: impl Fn(u64, usize) -> Option<&'a [u8]>,
+) -> Option<buildinfo::BuildInfo> {
+    let data = object.section_by_name(".go.buildinfo")?.data().ok()?;
+    buildinfo::parse(data, read).ok()
+}
+
+/// How a function receives its arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abi {
+    /// gc's ABIInternal (Go >= 1.17 on amd64): arguments in RAX, RBX, RCX,
+    /// RDI, RSI, R8-R11. Assembly (ABI0) functions still use the stack.
+    Register,
+    /// gc's ABI0 (Go < 1.17): every argument on the stack.
+    Stack,
+    /// gccgo: the System V C calling convention.
+    SystemV,
+}
+
+impl std::fmt::Display for Abi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Abi::Register => "register (ABIInternal); assembly functions use ABI0 (stack)",
+            Abi::Stack => "stack (ABI0)",
+            Abi::SystemV => "System V C ABI",
+        })
+    }
+}
+
+/// The ABI of Go functions of a binary, from its toolchain and Go version
+/// (`go1.N[.M]`); `None` when the version of a gc binary is unknown.
+pub fn abi(toolchain: Toolchain, go_version: Option<&str>) -> Option<Abi> {
+    match toolchain {
+        Toolchain::Gccgo => Some(Abi::SystemV),
+        Toolchain::Gc => {
+            let minor: u32 = go_version?
+                .strip_prefix("go1.")?
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()?;
+            Some(if minor >= 17 {
+                Abi::Register
+            } else {
+                Abi::Stack
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_from_version() {
+        assert_eq!(abi(Toolchain::Gc, Some("go1.19.8")), Some(Abi::Register));
+        assert_eq!(abi(Toolchain::Gc, Some("go1.17")), Some(Abi::Register));
+        assert_eq!(abi(Toolchain::Gc, Some("go1.16.15")), Some(Abi::Stack));
+        assert_eq!(abi(Toolchain::Gc, Some("go1.27rc1")), Some(Abi::Register));
+        assert_eq!(abi(Toolchain::Gc, Some("devel +abc")), None);
+        assert_eq!(abi(Toolchain::Gc, None), None);
+        assert_eq!(abi(Toolchain::Gccgo, None), Some(Abi::SystemV));
+    }
 }

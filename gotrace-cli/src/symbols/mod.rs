@@ -6,9 +6,12 @@
 //! `.dynsym`); [`Binary::open`] merges them so callers never care where a
 //! name came from.
 
+pub mod buildinfo;
 mod elf;
 mod go;
 mod locate;
+mod moduledata;
+pub mod pclntab;
 
 use std::{
     fs::File,
@@ -16,8 +19,9 @@ use std::{
 };
 
 use memmap2::Mmap;
+use object::Object as _;
 
-pub use go::Toolchain;
+pub use go::{abi, Toolchain};
 pub use locate::locate;
 
 /// One function of a binary that a probe can be attached to.
@@ -29,6 +33,22 @@ pub struct Function {
     pub address: u64,
     /// Length of the machine code in bytes (0 when the symbol did not say).
     pub size: u64,
+}
+
+fn file_offset(segments: &[Segment], address: u64) -> Option<u64> {
+    segments.iter().find_map(|s| {
+        let delta = address.checked_sub(s.address)?;
+        (delta < s.file_size).then_some(s.file_offset + delta)
+    })
+}
+
+/// Where a binary's function names came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FunctionSource {
+    /// `.symtab` / `.dynsym`.
+    SymbolTable,
+    /// Go's `.gopclntab`, for binaries stripped of `.symtab`.
+    Pclntab,
 }
 
 /// A loadable segment: how a range of virtual addresses sits in the file.
@@ -59,8 +79,25 @@ pub struct Binary {
     path: PathBuf,
     data: Mmap,
     functions: Vec<Function>,
+    source: FunctionSource,
     segments: Vec<Segment>,
     toolchain: Option<Toolchain>,
+    facts: Facts,
+}
+
+/// What `gotrace info` reports about a binary beyond its functions.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    /// `.go.buildinfo` of gc binaries.
+    pub build_info: Option<buildinfo::BuildInfo>,
+    /// The `.comment` compiler line (`GCC: (Debian 12.2.0-14) 12.2.0`).
+    pub compiler_comment: Option<String>,
+    /// `.symtab` is present (the binary is not stripped).
+    pub symbol_table: bool,
+    /// DWARF debugging information is present.
+    pub dwarf: bool,
+    /// ET_DYN: a PIE executable or a shared library.
+    pub position_independent: bool,
 }
 
 impl Binary {
@@ -84,16 +121,38 @@ impl Binary {
         if object.format() != object::BinaryFormat::Elf {
             return Err(not_elf());
         }
-        let functions = elf::functions(&object);
+        let mut functions = elf::functions(&object);
+        let mut source = FunctionSource::SymbolTable;
+        // Stripped Go binaries still carry the runtime's own table.
+        if object.symbol_table().is_none() {
+            if let Some(from_pclntab) = go::pclntab_functions(&object) {
+                functions = from_pclntab;
+                source = FunctionSource::Pclntab;
+            }
+        }
         let segments = elf::segments(&object);
         let toolchain = go::detect(&object);
+        let facts = Facts {
+            build_info: go::build_info(&object, |address, len| {
+                let start = usize::try_from(file_offset(&segments, address)?).ok()?;
+                data.get(start..start.checked_add(len)?)
+            }),
+            compiler_comment: elf::comment(&object),
+            symbol_table: object.symbol_table().is_some(),
+            dwarf: [".debug_info", ".zdebug_info"]
+                .iter()
+                .any(|name| object.section_by_name(name).is_some()),
+            position_independent: object.kind() == object::ObjectKind::Dynamic,
+        };
         drop(object);
         Ok(Self {
             path: path.to_owned(),
             data,
             functions,
+            source,
             segments,
             toolchain,
+            facts,
         })
     }
 
@@ -107,6 +166,11 @@ impl Binary {
         &self.functions
     }
 
+    /// Where the function names came from.
+    pub fn function_source(&self) -> FunctionSource {
+        self.source
+    }
+
     /// The Go toolchain that built this binary, if it is a Go binary.
     pub fn toolchain(&self) -> Option<Toolchain> {
         self.toolchain
@@ -115,10 +179,12 @@ impl Binary {
     /// The file offset of a virtual address, which is what a uprobe is
     /// attached by. `None` when no loadable segment holds the address.
     pub fn file_offset(&self, address: u64) -> Option<u64> {
-        self.segments.iter().find_map(|s| {
-            let delta = address.checked_sub(s.address)?;
-            (delta < s.file_size).then_some(s.file_offset + delta)
-        })
+        file_offset(&self.segments, address)
+    }
+
+    /// Version, stripping, DWARF and PIE facts.
+    pub fn facts(&self) -> &Facts {
+        &self.facts
     }
 
     /// The machine code of `function` as stored in the file (empty when its

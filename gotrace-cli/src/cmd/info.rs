@@ -1,0 +1,101 @@
+//! `gotrace info`: what gotrace sees in a binary, before tracing it.
+
+use std::io::Write as _;
+
+use crate::{
+    symbols::{self, Binary, FunctionSource, Toolchain},
+    target::Process,
+};
+
+/// Say which compiler, Go version and ABI built a binary, and what symbols
+/// it has.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Describe the executable of this process (BINARY may then be left out).
+    #[arg(short, long)]
+    pid: Option<u32>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// List every function found (name, address, size).
+    #[arg(long)]
+    functions: bool,
+    /// A path, or a library name such as `go` for libgo.
+    binary: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let process = args.pid.map(Process::find).transpose()?;
+    let located = symbols::locate(args.binary.as_deref(), process)?;
+    let binary = Binary::open(&located.path)?;
+    let facts = binary.facts();
+    let go_version = facts.build_info.as_ref().map(|b| b.go_version.as_str());
+    let compiler = match binary.toolchain() {
+        Some(Toolchain::Gc) => "gc".to_owned(),
+        Some(Toolchain::Gccgo) => format!(
+            "gccgo ({})",
+            facts
+                .compiler_comment
+                .as_deref()
+                .unwrap_or("version unknown")
+        ),
+        None => "not Go".to_owned(),
+    };
+    let abi = binary
+        .toolchain()
+        .and_then(|t| symbols::abi(t, go_version))
+        .map_or("unknown".to_owned(), |a| a.to_string());
+    let symbols = match (binary.function_source(), facts.symbol_table) {
+        (FunctionSource::Pclntab, _) => "stripped; names from .gopclntab",
+        (FunctionSource::SymbolTable, true) => ".symtab (not stripped)",
+        (FunctionSource::SymbolTable, false) => ".dynsym only (stripped)",
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let functions: Vec<_> = binary
+            .functions()
+            .iter()
+            .filter(|_| args.functions)
+            .map(|f| serde_json::json!({"name": f.name, "address": f.address, "size": f.size}))
+            .collect();
+        let mut info = serde_json::json!({
+            "path": located.display,
+            "compiler": compiler,
+            "go_version": go_version,
+            "module": facts.build_info.as_ref().and_then(|b| b.main_path.as_deref()),
+            "abi": abi,
+            "stripped": !facts.symbol_table,
+            "symbols": symbols,
+            "dwarf": facts.dwarf,
+            "pie": facts.position_independent,
+            "function_count": binary.functions().len(),
+        });
+        if args.functions {
+            info["functions"] = functions.into();
+        }
+        writeln!(out, "{info}")?;
+        return Ok(());
+    }
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    writeln!(out, "path:        {}", located.display)?;
+    writeln!(out, "compiler:    {compiler}")?;
+    writeln!(out, "go version:  {}", go_version.unwrap_or("unknown"))?;
+    if let Some(module) = facts
+        .build_info
+        .as_ref()
+        .and_then(|b| b.main_path.as_deref())
+    {
+        writeln!(out, "module:      {module}")?;
+    }
+    writeln!(out, "abi:         {abi}")?;
+    writeln!(out, "symbols:     {symbols}")?;
+    writeln!(out, "dwarf:       {}", yes_no(facts.dwarf))?;
+    writeln!(out, "pie:         {}", yes_no(facts.position_independent))?;
+    writeln!(out, "functions:   {}", binary.functions().len())?;
+    if args.functions {
+        for f in binary.functions() {
+            writeln!(out, "{:#x} {:>6} {}", f.address, f.size, f.name)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Go's build information blob (`.go.buildinfo`): the Go version and the
+//! main module path, as `go version -m` prints them
+//! (`src/debug/buildinfo/buildinfo.go`).
+//!
+//! The blob starts with a 14-byte magic, a pointer size and a flags byte.
+//! Since Go 1.18 (flag bit 1) the version and module info follow inline at
+//! offset 32 as varint-prefixed strings; before, two pointers at offset 16
+//! lead to Go string headers elsewhere in the binary, which the caller
+//! resolves through `read`.
+
+const MAGIC: &[u8; 14] = b"\xff Go buildinf:";
+const FLAG_BIG_ENDIAN: u8 = 0x1;
+const FLAG_INLINE: u8 = 0x2;
+/// The module info is framed by 16 bytes of sentinel on both sides.
+const SENTINEL: usize = 16;
+
+/// What `.go.buildinfo` says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// e.g. `go1.27.3`.
+    pub go_version: String,
+    /// The main module's path (`path` line), if recorded.
+    pub main_path: Option<String>,
+}
+
+/// Why the blob could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildInfoError {
+    #[error("no Go build info magic")]
+    NoMagic,
+    #[error("Go build info is truncated")]
+    Truncated,
+    #[error("Go build info of a big-endian or {0}-byte-pointer target")]
+    Unsupported(u8),
+}
+
+/// Parses the blob at the start of `data`. `read(address, len)` returns
+/// `len` bytes of the binary at a virtual address, for the pre-1.18 layout.
+pub fn parse<'a>(
+    data: &'a [u8],
+    read: impl Fn(u64, usize) -> Option<&'a [u8]>,
+) -> Result<BuildInfo, BuildInfoError> {
+    if data.get(..MAGIC.len()) != Some(MAGIC) {
+        return Err(BuildInfoError::NoMagic);
+    }
+    let ptr_size = *data.get(14).ok_or(BuildInfoError::Truncated)?;
+    let flags = *data.get(15).ok_or(BuildInfoError::Truncated)?;
+    let (version, modinfo) = if flags & FLAG_INLINE != 0 {
+        let rest = data.get(32..).ok_or(BuildInfoError::Truncated)?;
+        let (version, rest) = varint_string(rest).ok_or(BuildInfoError::Truncated)?;
+        let (modinfo, _) = varint_string(rest).unwrap_or((&[], &[]));
+        (version, modinfo)
+    } else {
+        if flags & FLAG_BIG_ENDIAN != 0 || ptr_size != 8 {
+            return Err(BuildInfoError::Unsupported(ptr_size));
+        }
+        let string_at = |pointer_offset: usize| -> Option<&'a [u8]> {
+            let header_address = word(data, pointer_offset)?;
+            let header = read(header_address, 16)?;
+            let (address, len) = (word(header, 0)?, word(header, 8)?);
+            read(address, usize::try_from(len).ok()?)
+        };
+        let version = string_at(16).ok_or(BuildInfoError::Truncated)?;
+        (version, string_at(24).unwrap_or(&[]))
+    };
+    Ok(BuildInfo {
+        go_version: String::from_utf8_lossy(version).into_owned(),
+        main_path: main_path(modinfo),
+    })
+}
+
+/// The `path` line of module info (`path\tcounter\nmod\t...`).
+fn main_path(modinfo: &[u8]) -> Option<String> {
+    let text = if modinfo.len() >= 2 * SENTINEL {
+        &modinfo[SENTINEL..modinfo.len() - SENTINEL]
+    } else {
+        modinfo
+    };
+    String::from_utf8_lossy(text)
+        .lines()
+        .find_map(|l| l.strip_prefix("path\t").map(str::to_owned))
+}
+
+fn word(data: &[u8], offset: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        data.get(offset..offset + 8)?.try_into().ok()?,
+    ))
+}
+
+/// A uvarint length followed by that many bytes.
+fn varint_string(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut len: u64 = 0;
+    for (i, &byte) in data.iter().enumerate().take(10) {
+        len |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            let start = i + 1;
+            let end = start.checked_add(usize::try_from(len).ok()?)?;
+            return Some((data.get(start..end)?, &data[end..]));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inline_blob(version: &str, modinfo: &str) -> Vec<u8> {
+        let mut blob = MAGIC.to_vec();
+        blob.extend_from_slice(&[8, FLAG_INLINE]);
+        blob.resize(32, 0);
+        for s in [version, modinfo] {
+            blob.push(s.len() as u8);
+            blob.extend_from_slice(s.as_bytes());
+        }
+        blob
+    }
+
+    fn framed(modinfo: &str) -> String {
+        format!("{0}{modinfo}{0}", "x".repeat(SENTINEL))
+    }
+
+    #[test]
+    fn inline_layout() {
+        let blob = inline_blob(
+            "go1.27.3",
+            &framed("path\tcounter\nmod\tcounter\t(devel)\t\n"),
+        );
+        let info = parse(&blob, |_, _| None).unwrap();
+        assert_eq!(info.go_version, "go1.27.3");
+        assert_eq!(info.main_path.as_deref(), Some("counter"));
+    }
+
+    #[test]
+    fn pointer_layout() {
+        // Blob at 0x1000 pointing at string headers at 0x2000 / 0x2010,
+        // whose bytes live at 0x3000 / 0x4000.
+        let mut blob = MAGIC.to_vec();
+        blob.extend_from_slice(&[8, 0]);
+        blob.extend_from_slice(&0x2000u64.to_le_bytes());
+        blob.extend_from_slice(&0x2010u64.to_le_bytes());
+        let modinfo = framed("path\texample.com/app\n");
+        let mut headers = Vec::new();
+        for (address, len) in [(0x3000u64, 8u64), (0x4000, modinfo.len() as u64)] {
+            headers.extend_from_slice(&address.to_le_bytes());
+            headers.extend_from_slice(&len.to_le_bytes());
+        }
+        let memory = |address: u64, len: usize| -> Option<&[u8]> {
+            let (base, bytes): (u64, &[u8]) = match address {
+                0x2000..=0x201f => (0x2000, &headers),
+                0x3000 => (0x3000, b"go1.16.5"),
+                0x4000 => (0x4000, modinfo.as_bytes()),
+                _ => return None,
+            };
+            let start = (address - base) as usize;
+            bytes.get(start..start + len)
+        };
+        let info = parse(&blob, memory).unwrap();
+        assert_eq!(info.go_version, "go1.16.5");
+        assert_eq!(info.main_path.as_deref(), Some("example.com/app"));
+    }
+
+    #[test]
+    fn truncated_or_corrupt_never_panics() {
+        let blob = inline_blob("go1.19.8", &framed("path\tx\n"));
+        for len in 0..blob.len() {
+            let _ = parse(&blob[..len], |_, _| None);
+        }
+        for at in 0..blob.len() {
+            for byte in [0x00, 0x02, 0x7f, 0x80, 0xff] {
+                let mut bad = blob.clone();
+                bad[at] = byte;
+                let _ = parse(&bad, |_, _| None);
+            }
+        }
+        assert_eq!(parse(b"nothing", |_, _| None), Err(BuildInfoError::NoMagic));
+    }
+}
