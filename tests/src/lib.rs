@@ -45,7 +45,8 @@ pub enum Go {
 }
 
 impl Go {
-    fn compiler(self) -> PathBuf {
+    /// The compiler driver (`go` or `gccgo`).
+    pub fn compiler(self) -> PathBuf {
         let (var, default) = match self {
             Go::Go119 => ("GOTRACE_GO119", "/usr/lib/go-1.19/bin/go".to_owned()),
             Go::Go127 => (
