@@ -89,8 +89,16 @@ fn pclntab_matches_symtab(go: Go) {
     let addresses = |names: &BTreeSet<(String, u64)>| -> BTreeSet<u64> {
         names.iter().map(|(_, a)| *a).collect()
     };
-    assert_eq!(addresses(&from_pclntab), addresses(&from_nm), "function entries differ");
-    assert_eq!(comparable(&from_pclntab), comparable(&from_nm), "function names differ");
+    assert_eq!(
+        addresses(&from_pclntab),
+        addresses(&from_nm),
+        "function entries differ"
+    );
+    assert_eq!(
+        comparable(&from_pclntab),
+        comparable(&from_nm),
+        "function names differ"
+    );
     assert!(from_pclntab.len() > 1000);
 }
 

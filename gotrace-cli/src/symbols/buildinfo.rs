@@ -175,4 +175,22 @@ mod tests {
         }
         assert_eq!(parse(b"nothing", |_, _| None), Err(BuildInfoError::NoMagic));
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes behind the magic, in either layout, never panic.
+        #[test]
+        fn arbitrary_blobs_never_panic(
+            flags in 0u8..4,
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+        ) {
+            let mut blob = MAGIC.to_vec();
+            blob.extend_from_slice(&[8, flags]);
+            blob.extend_from_slice(&body);
+            let memory = body.clone();
+            let _ = parse(&blob, |address, len| {
+                let start = usize::try_from(address % 512).ok()?;
+                memory.get(start..start.checked_add(len)?)
+            });
+        }
+    }
 }

@@ -408,4 +408,36 @@ pub(crate) mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes behind a valid magic and header never panic.
+        #[test]
+        fn arbitrary_tables_never_panic(
+            magic in proptest::sample::select(vec![0xffff_fffbu32, 0xffff_fffa, 0xffff_fff0, 0xffff_fff1]),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            text in proptest::option::of(proptest::num::u64::ANY),
+        ) {
+            let mut data = magic.to_le_bytes().to_vec();
+            data.extend_from_slice(&[0, 0, 1, 8]);
+            data.extend_from_slice(&body);
+            if let Ok(table) = Pclntab::parse(&data, text) {
+                table.functions().count();
+            }
+        }
+
+        /// Random edits of a valid table never panic.
+        #[test]
+        fn mutated_tables_never_panic(
+            edits in proptest::collection::vec((proptest::num::usize::ANY, proptest::num::u8::ANY), 1..8),
+        ) {
+            let mut data = synthetic(Version::Go120, 0x401000, FUNCS);
+            for (at, byte) in edits {
+                let len = data.len();
+                data[at % len] = byte;
+            }
+            if let Ok(table) = Pclntab::parse(&data, None) {
+                table.functions().count();
+            }
+        }
+    }
 }
