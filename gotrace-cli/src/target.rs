@@ -37,6 +37,29 @@ impl Process {
         PathBuf::from(format!("/proc/{}/exe", self.pid))
     }
 
+    /// The process's root directory: paths it uses resolve under here, even
+    /// inside another mount namespace (a container).
+    pub fn root(self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.pid))
+    }
+
+    /// The files mapped into the process (executable and libraries), as
+    /// paths in its own filesystem, from `/proc/PID/maps`.
+    pub fn mapped_files(self) -> anyhow::Result<Vec<String>> {
+        let maps_path = format!("/proc/{}/maps", self.pid);
+        let maps = std::fs::read_to_string(&maps_path)
+            .with_context(|| format!("reading {maps_path} (did process {} exit?)", self.pid))?;
+        let mut files: Vec<String> = maps
+            .lines()
+            // address perms offset dev inode path
+            .filter_map(|line| line.split_whitespace().nth(5))
+            .filter(|path| path.starts_with('/'))
+            .map(str::to_owned)
+            .collect();
+        files.dedup();
+        Ok(files)
+    }
+
     /// The executable's path as the process named it, for messages.
     pub fn exe_name(self) -> String {
         std::fs::read_link(self.exe())

@@ -30,8 +30,15 @@ pub struct Located {
 ///
 /// A path with a `/`, or an existing file, is taken as is; a bare name like
 /// `go` or `libgo` is looked up as a shared library (`libgo.so.N`); no path
-/// with `-p` means the process's executable.
+/// with `-p` means the process's executable. With `-p`, paths are looked up
+/// as the process sees them, so binaries in containers resolve: absolute
+/// paths through `/proc/PID/root`, bare names among the files it maps.
 pub fn locate(path: Option<&str>, process: Option<Process>) -> anyhow::Result<Located> {
+    if let (Some(path), Some(process)) = (path, process) {
+        if let Some(located) = locate_in_process(path, process)? {
+            return Ok(located);
+        }
+    }
     let Some(path) = path else {
         return match process {
             Some(process) => Ok(Located {
@@ -64,12 +71,56 @@ pub fn locate(path: Option<&str>, process: Option<Process>) -> anyhow::Result<Lo
     }
 }
 
-/// `go`, `libgo` or `libgo.so` -> the newest `libgo.so*` in the standard
-/// directories (the versioned file is what programs map).
-fn find_library(name: &str) -> Option<PathBuf> {
+/// `path` as process `process` sees it, or `None` to look it up as usual.
+fn locate_in_process(path: &str, process: Process) -> anyhow::Result<Option<Located>> {
+    let pid = process.pid();
+    if let Some(relative) = path.strip_prefix('/') {
+        let inside = process.root().join(relative);
+        if !inside.exists() {
+            bail!(
+                "{path}: no such file in the filesystem of process {pid} (looked in {})",
+                inside.display()
+            );
+        }
+        return Ok(Some(Located {
+            path: inside,
+            display: path.to_owned(),
+        }));
+    }
+    if path.contains('/') {
+        return Ok(None);
+    }
+    let mapped = process.mapped_files()?;
+    let exe = process.exe_name();
+    let is_exe = Path::new(&exe).file_name().is_some_and(|n| n == path);
+    let found = if is_exe {
+        Some(exe)
+    } else {
+        mapped.into_iter().find(|file| {
+            Path::new(file)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| library_name_matches(n, path))
+        })
+    };
+    Ok(found.map(|file| Located {
+        path: process.root().join(file.trim_start_matches('/')),
+        display: file,
+    }))
+}
+
+/// Whether file name `file` is the library `name` (`go`, `libgo`,
+/// `libgo.so`) or exactly `name`.
+fn library_name_matches(file: &str, name: &str) -> bool {
     let stem = name.strip_prefix("lib").unwrap_or(name);
     let stem = stem.split(".so").next().unwrap_or(stem);
     let prefix = format!("lib{stem}.so");
+    file == name || file == prefix || file.starts_with(&format!("{prefix}."))
+}
+
+/// `go`, `libgo` or `libgo.so` -> the newest `libgo.so*` in the standard
+/// directories (the versioned file is what programs map).
+fn find_library(name: &str) -> Option<PathBuf> {
     LIBRARY_DIRS.iter().find_map(|dir| {
         let mut candidates: Vec<PathBuf> = std::fs::read_dir(dir)
             .ok()?
@@ -78,11 +129,27 @@ fn find_library(name: &str) -> Option<PathBuf> {
             .filter(|p| {
                 p.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| n == prefix || n.starts_with(&format!("{prefix}.")))
+                    .is_some_and(|n| n != name && library_name_matches(n, name))
             })
             .collect();
         // The longest name is the most specific version (libgo.so.21.0.0).
         candidates.sort_by_key(|p| p.as_os_str().len());
         candidates.pop()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::library_name_matches;
+
+    #[test]
+    fn library_names() {
+        for name in ["go", "libgo", "libgo.so", "libgo.so.21"] {
+            assert!(library_name_matches("libgo.so.21", name), "{name}");
+        }
+        assert!(library_name_matches("libgo.so", "go"));
+        assert!(!library_name_matches("libgomp.so.1", "go"));
+        assert!(!library_name_matches("libc.so.6", "go"));
+        assert!(library_name_matches("counter", "counter"));
+    }
 }
