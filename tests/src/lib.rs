@@ -279,9 +279,10 @@ pub fn count_tables(stdout: &str) -> Vec<BTreeMap<String, u64>> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {
             ["FUNC", "COUNT"] => tables.push(BTreeMap::new()),
-            [func, count] => {
+            // Names may carry a marker: `fmt.Println [inlined x1]  3`.
+            [name @ .., count] if !name.is_empty() => {
                 if let (Some(table), Ok(count)) = (tables.last_mut(), count.parse()) {
-                    table.insert((*func).to_owned(), count);
+                    table.insert(name.join(" "), count);
                 }
             }
             _ => {}

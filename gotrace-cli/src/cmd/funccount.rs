@@ -8,7 +8,8 @@ use gotrace_common::funccount::{Cookie, COUNTS_MAP, PROGRAM};
 
 use super::{
     lifetime::{End, Event, Lifetime},
-    parse_seconds, select,
+    parse_seconds,
+    select::{self, Selected},
 };
 use crate::{
     attach::{self, placement, Scope, Site},
@@ -16,7 +17,7 @@ use crate::{
     output::{counts, time::hms_now},
     privilege,
     probe::pattern::Pattern,
-    symbols::{self, Binary, Function},
+    symbols::{self, Binary},
     target::Process,
 };
 
@@ -79,17 +80,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             object: ebpf::object(),
             program: PROGRAM,
             target: &located.path,
-            sites: &sites,
+            sites: &sites.iter().map(|s| s.site).collect::<Vec<_>>(),
             scope,
             choice: args.attach,
         };
-        let attached = attach::uprobes(&mut ebpf, &request, |i| functions[i].name.clone())?;
+        let attached = attach::uprobes(&mut ebpf, &request, |i| sites[i].describe.clone())?;
         if args.verbose {
             eprintln!("gotrace: attached with {}", attached.method);
             if let Some(reason) = &attached.fallback_reason {
                 eprintln!("gotrace: uprobe_multi not used: {reason}");
             }
         }
+        note_inlined_only(&functions, args.verbose);
         let banner = format!(
             "Tracing {} functions for \"{}\"... Hit Ctrl-C to end.",
             functions.len(),
@@ -107,6 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let counts: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
         // Totals only grow; each table shows the growth since the last one,
         // so nothing is lost between a read and a clear.
+        let labels: Vec<String> = functions.iter().map(select::Selected::label).collect();
         let mut previous = vec![0u64; functions.len()];
         loop {
             let event = lifetime.next().await;
@@ -114,11 +117,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .map(|i| counts.get(&i, 0).map(|per_cpu| per_cpu.iter().sum::<u64>()))
                 .collect::<Result<Vec<_>, _>>()
                 .context("reading counts")?;
-            let rows: Vec<counts::Row<'_>> = functions
+            let rows: Vec<counts::Row<'_>> = labels
                 .iter()
                 .zip(totals.iter().zip(&previous))
-                .map(|(f, (now, before))| counts::Row {
-                    function: &f.name,
+                .map(|(label, (now, before))| counts::Row {
+                    function: label,
                     count: now - before,
                 })
                 .collect();
@@ -144,42 +147,96 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-/// One probe per function, each placed where it is cheapest and exact.
+/// Says which selected functions exist only as inlined copies, which
+/// would otherwise surprise a user looking for their symbols: by name for
+/// one (or with -v), as a count for many.
+fn note_inlined_only(functions: &[Selected<'_>], verbose: bool) {
+    let only_inlined: Vec<&Selected<'_>> =
+        functions.iter().filter(|f| f.function.is_none()).collect();
+    match only_inlined.as_slice() {
+        [] => {}
+        [f] => eprintln!(
+            "gotrace: {} was inlined by the compiler into {}; counting its {} inlined call site(s)",
+            f.name,
+            f.callers().join(", "),
+            f.inlined.len()
+        ),
+        many => {
+            let sites: usize = many.iter().map(|f| f.inlined.len()).sum();
+            eprintln!(
+                "gotrace: {} of the matching functions were inlined everywhere by the compiler; \
+                 counting their {sites} inlined call sites{}",
+                many.len(),
+                if verbose { "" } else { " (-v lists them)" }
+            );
+        }
+    }
+}
+
+/// A probe site and the function it counts, for error messages.
+struct NamedSite {
+    site: Site,
+    describe: String,
+}
+
+/// One probe per out-of-line function, placed where it is cheapest and
+/// exact, and one at the first instruction of each inlined copy; all
+/// probes of one function share its counter (the cookie's index).
 fn probe_sites(
     binary: &Binary,
-    functions: &[&Function],
+    functions: &[Selected<'_>],
     verbose: bool,
-) -> anyhow::Result<Vec<Site>> {
-    functions
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let placement = placement::entry(binary.code(f), f.address);
-            let address = f.address + placement.offset;
+) -> anyhow::Result<Vec<NamedSite>> {
+    let mut sites = Vec::new();
+    for (i, selected) in functions.iter().enumerate() {
+        let mut add = |address: u64, flags: u32, describe: String| -> anyhow::Result<()> {
             let file_offset = binary.file_offset(address).with_context(|| {
                 format!(
-                    "{} at {address:#x} lies in no loadable segment of {}",
-                    f.name,
+                    "{describe} at {address:#x} lies in no loadable segment of {}",
                     binary.path().display()
                 )
             })?;
+            sites.push(NamedSite {
+                site: Site {
+                    file_offset,
+                    cookie: Cookie::new(i as u32, flags).0,
+                },
+                describe,
+            });
+            Ok(())
+        };
+        if let Some(f) = selected.function {
+            let placement = placement::entry(binary.code(f), f.address);
             if verbose {
+                let place = if placement.flags & Cookie::FLAG_STACK_CHECK_BRANCH != 0 {
+                    "stack-check branch"
+                } else {
+                    "entry"
+                };
                 eprintln!(
-                    "gotrace: {} {:#x}+{} ({})",
-                    f.name,
-                    f.address,
-                    placement.offset,
-                    if placement.flags & Cookie::FLAG_STACK_CHECK_BRANCH != 0 {
-                        "stack-check branch"
-                    } else {
-                        "entry"
-                    }
+                    "gotrace: {} {:#x}+{} ({place})",
+                    f.name, f.address, placement.offset
                 );
             }
-            Ok(Site {
-                file_offset,
-                cookie: Cookie::new(i as u32, placement.flags).0,
-            })
-        })
-        .collect()
+            add(
+                f.address + placement.offset,
+                placement.flags,
+                f.name.clone(),
+            )?;
+        }
+        for site in &selected.inlined {
+            if verbose {
+                eprintln!(
+                    "gotrace: {} inlined in {} at {:#x}",
+                    site.name, site.caller, site.address
+                );
+            }
+            add(
+                site.address,
+                0,
+                format!("{} (inlined in {})", site.name, site.caller),
+            )?;
+        }
+    }
+    Ok(sites)
 }

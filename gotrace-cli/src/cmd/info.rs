@@ -69,9 +69,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "dwarf": facts.dwarf,
             "pie": facts.position_independent,
             "function_count": binary.functions().len(),
+            "inlined_site_count": binary.inlined().len(),
         });
         if args.functions {
             info["functions"] = functions.into();
+            info["inlined"] = binary
+                .inlined()
+                .iter()
+                .map(|s| serde_json::json!({"name": s.name, "caller": s.caller, "address": s.address}))
+                .collect();
         }
         writeln!(out, "{info}")?;
         return Ok(());
@@ -92,9 +98,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     writeln!(out, "dwarf:       {}", yes_no(facts.dwarf))?;
     writeln!(out, "pie:         {}", yes_no(facts.position_independent))?;
     writeln!(out, "functions:   {}", binary.functions().len())?;
+    writeln!(out, "inlined:     {} call sites", binary.inlined().len())?;
     if args.functions {
         for f in binary.functions() {
             writeln!(out, "{:#x} {:>6} {}", f.address, f.size, f.name)?;
+        }
+        for s in binary.inlined() {
+            writeln!(out, "{:#x} inlined {} in {}", s.address, s.name, s.caller)?;
         }
     }
     Ok(())

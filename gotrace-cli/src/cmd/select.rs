@@ -1,36 +1,81 @@
 //! Choosing the functions a pattern names in a binary, and saying clearly
 //! why none were found.
 
+use std::collections::BTreeMap;
+
 use anyhow::bail;
 
 use crate::{
     probe::pattern::Pattern,
-    symbols::{Binary, Function},
+    symbols::{inline::InlinedSite, Binary, Function},
 };
+
+/// A function a pattern selected: its out-of-line code, if the binary has
+/// any, and the call sites where the compiler inlined it.
+#[derive(Debug)]
+pub struct Selected<'b> {
+    pub name: &'b str,
+    pub function: Option<&'b Function>,
+    pub inlined: Vec<&'b InlinedSite>,
+}
+
+impl Selected<'_> {
+    /// The name shown in output: inlined sites are marked, since their
+    /// counts come from probes inside other functions.
+    pub fn label(&self) -> String {
+        match (self.function, self.inlined.len()) {
+            (_, 0) => self.name.to_owned(),
+            (None, n) => format!("{} [inlined x{n}]", self.name),
+            (Some(_), n) => format!("{} [+inlined x{n}]", self.name),
+        }
+    }
+
+    /// The functions its inlined copies live in, each once.
+    pub fn callers(&self) -> Vec<&str> {
+        let mut callers: Vec<&str> = self.inlined.iter().map(|s| s.caller.as_str()).collect();
+        callers.dedup();
+        callers
+    }
+}
 
 /// Similarity above which a name is offered as "did you mean".
 const SUGGESTION_THRESHOLD: f64 = 0.85;
 
-/// The functions of `binary` that `pattern` matches, or an error naming the
+/// The functions of `binary` that `pattern` matches, out-of-line or
+/// inlined, in address order of their first code; or an error naming the
 /// binary searched and the closest name it holds.
 pub fn matching<'b>(
     binary: &'b Binary,
     pattern: &Pattern,
     shown_as: &str,
-) -> anyhow::Result<Vec<&'b Function>> {
-    let functions: Vec<&Function> = binary
+) -> anyhow::Result<Vec<Selected<'b>>> {
+    let mut inlined: BTreeMap<&str, Vec<&InlinedSite>> = BTreeMap::new();
+    for site in binary.inlined().iter().filter(|s| pattern.matches(&s.name)) {
+        inlined.entry(site.name.as_str()).or_default().push(site);
+    }
+    let mut selected: Vec<Selected<'b>> = binary
         .functions()
         .iter()
         .filter(|f| pattern.matches(&f.name))
+        .map(|f| Selected {
+            name: &f.name,
+            function: Some(f),
+            inlined: inlined.remove(f.name.as_str()).unwrap_or_default(),
+        })
         .collect();
-    if !functions.is_empty() {
-        return Ok(functions);
+    selected.extend(inlined.into_iter().map(|(name, sites)| Selected {
+        name,
+        function: None,
+        inlined: sites,
+    }));
+    if !selected.is_empty() {
+        return Ok(selected);
     }
     if binary.functions().is_empty() {
         match binary.toolchain() {
             Some(_) => bail!(
-                "{shown_as} is a stripped Go binary (no .symtab): gotrace cannot name its \
-                 functions yet; trace an unstripped build"
+                "{shown_as} is a stripped Go binary whose .gopclntab gotrace cannot read: \
+                 trace an unstripped build"
             ),
             None => bail!(
                 "{shown_as} is not a Go binary (no .gopclntab, .go.buildinfo or gccgo symbols) \

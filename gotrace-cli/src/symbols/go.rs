@@ -2,7 +2,13 @@
 
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
-use super::{buildinfo, moduledata, pclntab::Pclntab, Function};
+use super::{
+    buildinfo,
+    inline::{self, InlinedSite},
+    moduledata::ModuleData,
+    pclntab::{read_uint, Pclntab},
+    Function,
+};
 
 /// The two Go compilers, which differ in ABI and in where code lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,12 +53,28 @@ fn pclntab_section<'d, 'f>(object: &'f object::File<'d>) -> Option<object::Secti
         .find(|s| s.name().is_ok_and(|n| n.ends_with(".gopclntab")))
 }
 
+/// A gc binary's pclntab and where it sits.
+struct Table<'d> {
+    address: u64,
+    data: &'d [u8],
+    funcname_offset: Option<u64>,
+}
+
+fn table<'d>(object: &object::File<'d>) -> Option<Table<'d>> {
+    let section = pclntab_section(object)?;
+    let data = section.data().ok()?;
+    Some(Table {
+        address: section.address(),
+        data,
+        funcname_offset: read_uint(data, 8 + 3 * 8, 8),
+    })
+}
+
 /// The functions of a gc binary's pclntab, sorted by address; `None` when
 /// there is no readable table.
 pub(super) fn pclntab_functions(object: &object::File<'_>) -> Option<Vec<Function>> {
-    let section = pclntab_section(object)?;
-    let data = section.data().ok()?;
-    let table = Pclntab::parse(data, text_start(object, section.address(), data)).ok()?;
+    let t = table(object)?;
+    let table = Pclntab::parse(t.data, text_start(object, &t)).ok()?;
     let mut functions: Vec<Function> = table
         .functions()
         .map(|f| Function {
@@ -66,16 +88,50 @@ pub(super) fn pclntab_functions(object: &object::File<'_>) -> Option<Vec<Functio
     Some(functions)
 }
 
+/// The inlined call sites of a gc binary (Go 1.18+); `read` reads bytes at
+/// a virtual address.
+pub(super) fn inlined_sites<'d>(
+    object: &object::File<'d>,
+    read: impl Fn(u64, usize) -> Option<&'d [u8]>,
+) -> Vec<InlinedSite> {
+    let Some(t) = table(object) else {
+        return Vec::new();
+    };
+    let Ok(table) = Pclntab::parse(t.data, text_start(object, &t)) else {
+        return Vec::new();
+    };
+    let symbol = object
+        .symbols()
+        .find(|s| s.name().is_ok_and(|n| n == "go:func.*" || n == "go.func.*"))
+        .map(|s| s.address());
+    let gofunc = symbol.or_else(|| {
+        let rodata = object.section_by_name(".rodata")?.address();
+        let read_only = |address: u64| {
+            object.sections().any(|s| {
+                s.kind() == object::SectionKind::ReadOnlyData
+                    && (s.address()..s.address() + s.size()).contains(&address)
+            })
+        };
+        ModuleData::find(object, t.address, t.funcname_offset?)?.gofunc(rodata, read_only)
+    });
+    let Some(gofunc) = gofunc else {
+        return Vec::new();
+    };
+    inline::sites(&table, |offset, len| read(gofunc.checked_add(offset)?, len))
+}
+
 /// The address Go's text starts at, which offset-style pclntabs (Go 1.18+)
 /// count from: the header's word while it was written (Go 1.18-1.25),
 /// else moduledata's `text`, else the `.text` section (right for pure-Go
 /// binaries, where nothing precedes Go code).
-fn text_start(object: &object::File<'_>, pclntab_address: u64, data: &[u8]) -> Option<u64> {
-    if let Some(text) = Pclntab::header_text_start(data).filter(|&t| t != 0) {
+fn text_start(object: &object::File<'_>, table: &Table<'_>) -> Option<u64> {
+    if let Some(text) = Pclntab::header_text_start(table.data).filter(|&t| t != 0) {
         return Some(text);
     }
-    let funcname_offset = super::pclntab::read_uint(data, 8 + 3 * 8, 8)?;
-    moduledata::text_start(object, pclntab_address, funcname_offset)
+    table
+        .funcname_offset
+        .and_then(|offset| ModuleData::find(object, table.address, offset))
+        .and_then(|m| m.text())
         .or_else(|| object.section_by_name(".text").map(|s| s.address()))
 }
 

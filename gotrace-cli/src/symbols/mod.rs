@@ -9,6 +9,7 @@
 pub mod buildinfo;
 mod elf;
 mod go;
+pub mod inline;
 mod locate;
 mod moduledata;
 pub mod pclntab;
@@ -83,6 +84,7 @@ pub struct Binary {
     segments: Vec<Segment>,
     toolchain: Option<Toolchain>,
     facts: Facts,
+    inlined: Vec<inline::InlinedSite>,
 }
 
 /// What `gotrace info` reports about a binary beyond its functions.
@@ -132,11 +134,13 @@ impl Binary {
         }
         let segments = elf::segments(&object);
         let toolchain = go::detect(&object);
+        let read = |address: u64, len: usize| {
+            let start = usize::try_from(file_offset(&segments, address)?).ok()?;
+            data.get(start..start.checked_add(len)?)
+        };
+        let inlined = go::inlined_sites(&object, read);
         let facts = Facts {
-            build_info: go::build_info(&object, |address, len| {
-                let start = usize::try_from(file_offset(&segments, address)?).ok()?;
-                data.get(start..start.checked_add(len)?)
-            }),
+            build_info: go::build_info(&object, read),
             compiler_comment: elf::comment(&object),
             symbol_table: object.symbol_table().is_some(),
             dwarf: [".debug_info", ".zdebug_info"]
@@ -153,6 +157,7 @@ impl Binary {
             segments,
             toolchain,
             facts,
+            inlined,
         })
     }
 
@@ -164,6 +169,11 @@ impl Binary {
     /// Every function found, sorted by address, one entry per address.
     pub fn functions(&self) -> &[Function] {
         &self.functions
+    }
+
+    /// Call sites where the compiler inlined a function, in address order.
+    pub fn inlined(&self) -> &[inline::InlinedSite] {
+        &self.inlined
     }
 
     /// Where the function names came from.

@@ -74,10 +74,14 @@ pub struct PcFunc<'a> {
 pub struct Pclntab<'a> {
     pub version: Version,
     ptr_size: usize,
+    /// Instruction size unit of pc deltas (1 on amd64).
+    quantum: u8,
     nfunc: usize,
     /// Text start the offset layouts are relative to (0 for absolute ones).
     text_start: u64,
     funcnametab: &'a [u8],
+    /// pc-value tables (pcsp, pcfile, pcln, pcdata), for Go 1.16+.
+    pctab: &'a [u8],
     functab: &'a [u8],
     /// Base the `_func` offsets of `functab` are relative to.
     funcdata: &'a [u8],
@@ -129,22 +133,24 @@ impl<'a> Pclntab<'a> {
             .ok_or(PclntabError::OutOfBounds {
                 what: "function table",
             })?;
-        let (text, funcnametab, funcdata) = match version {
+        let (text, funcnametab, pctab, funcdata) = match version {
             Version::Go118 | Version::Go120 => {
                 let header_text = word(2)?;
                 let text = text_start.unwrap_or(header_text);
                 (
                     text,
                     tail(word(3)?, "name table")?,
+                    tail(word(6)?, "pc tables")?,
                     tail(word(7)?, "function data")?,
                 )
             }
             Version::Go116 => (
                 0,
                 tail(word(2)?, "name table")?,
+                tail(word(5)?, "pc tables")?,
                 tail(word(6)?, "function data")?,
             ),
-            Version::Go12 => (0, data, data),
+            Version::Go12 => (0, data, data, data),
         };
         let functab_start: &[u8] = match version {
             Version::Go12 => tail(8 + ptr_size as u64, "function table")?,
@@ -158,9 +164,11 @@ impl<'a> Pclntab<'a> {
         Ok(Pclntab {
             version,
             ptr_size,
+            quantum,
             nfunc,
             text_start: text,
             funcnametab,
+            pctab,
             functab,
             funcdata,
         })
@@ -199,8 +207,7 @@ impl<'a> Pclntab<'a> {
             self.ptr_size
         };
         let record = self.funcdata.get(func_offset..)?;
-        let name_offset = read_uint(record, entry_size, 4)? as u32 as i32;
-        let name = c_string(self.funcnametab, usize::try_from(name_offset).ok()?)?;
+        let name = self.name(read_uint(record, entry_size, 4)? as u32 as i32)?;
         (end > entry).then_some(PcFunc {
             name,
             entry,
@@ -208,6 +215,112 @@ impl<'a> Pclntab<'a> {
             func_offset,
         })
     }
+}
+
+impl<'a> Pclntab<'a> {
+    /// The function name at `offset` of the name table.
+    pub fn name(&self, offset: i32) -> Option<&'a str> {
+        c_string(self.funcnametab, usize::try_from(offset).ok()?)
+    }
+
+    /// The `_func` record of `function`, for the Go 1.18+ layouts (older
+    /// ones keep funcdata as absolute pointers, which gotrace does not read).
+    pub fn record(&self, function: &PcFunc<'a>) -> Option<FuncRecord<'a>> {
+        // entryOff nameOff args deferreturn pcsp pcfile pcln npcdata
+        // cuOffset [startLine, Go 1.20+] funcID flag pad nfuncdata
+        let fixed = match self.version {
+            Version::Go118 => 40,
+            Version::Go120 => 44,
+            Version::Go12 | Version::Go116 => return None,
+        };
+        let record = self.funcdata.get(function.func_offset..)?;
+        let npcdata = usize::try_from(read_uint(record, 28, 4)?).ok()?;
+        let nfuncdata = usize::from(*record.get(fixed - 1)?);
+        let tables = record.get(fixed..)?;
+        Some(FuncRecord {
+            npcdata,
+            nfuncdata,
+            tables,
+        })
+    }
+
+    /// The (start, end, value) ranges of the pc-value table at `offset` of
+    /// the pc tables, for a function entered at `entry`. Values start at
+    /// -1; each step adds a zig-zag delta and advances the pc.
+    pub fn pc_values(&self, offset: u32, entry: u64) -> Vec<(u64, u64, i32)> {
+        let mut ranges = Vec::new();
+        let Some(mut p) = usize::try_from(offset)
+            .ok()
+            .and_then(|o| self.pctab.get(o..))
+        else {
+            return ranges;
+        };
+        let (mut pc, mut value) = (entry, -1i32);
+        let mut first = true;
+        // A corrupt table could run long: no Go function has this many.
+        for _ in 0..1 << 20 {
+            let Some((delta, rest)) = uvarint(p) else {
+                break;
+            };
+            if delta == 0 && !first {
+                break;
+            }
+            first = false;
+            let delta = delta as u32;
+            value = value.wrapping_add((-((delta & 1) as i32)) ^ ((delta >> 1) as i32));
+            let Some((pc_delta, rest)) = uvarint(rest) else {
+                break;
+            };
+            p = rest;
+            let Some(end) = pc.checked_add(pc_delta.saturating_mul(u64::from(self.quantum))) else {
+                break;
+            };
+            ranges.push((pc, end, value));
+            pc = end;
+        }
+        ranges
+    }
+}
+
+/// A function's `_func` record past its fixed fields: the pcdata table
+/// offsets, then the funcdata offsets.
+#[derive(Clone, Copy, Debug)]
+pub struct FuncRecord<'a> {
+    npcdata: usize,
+    nfuncdata: usize,
+    tables: &'a [u8],
+}
+
+impl FuncRecord<'_> {
+    /// Offset in the pc tables of pcdata table `index`, if the function has one.
+    pub fn pcdata(&self, index: usize) -> Option<u32> {
+        (index < self.npcdata)
+            .then(|| read_uint(self.tables, index * 4, 4))
+            .flatten()
+            .map(|o| o as u32)
+            .filter(|&o| o != 0)
+    }
+
+    /// Offset from `go:func.*` of funcdata `index`, if the function has it.
+    pub fn funcdata(&self, index: usize) -> Option<u32> {
+        (index < self.nfuncdata)
+            .then(|| read_uint(self.tables, (self.npcdata + index) * 4, 4))
+            .flatten()
+            .map(|o| o as u32)
+            .filter(|&o| o != u32::MAX)
+    }
+}
+
+/// An unsigned LEB128 varint and the bytes after it.
+fn uvarint(data: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value = 0u64;
+    for (i, &byte) in data.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, &data[i + 1..]));
+        }
+    }
+    None
 }
 
 /// A little-endian unsigned integer of `size` bytes at `offset`.
