@@ -112,13 +112,15 @@ fn pclntab_matches_symtab_go127() {
     pclntab_matches_symtab(Go::Go127);
 }
 
-/// Counting works the same on `strip`ped binaries and on `-s -w` builds.
+/// Counting works the same on `strip`ped binaries, `-s -w` builds and
+/// stripped PIE builds (file offsets from the program headers).
 #[test]
-fn counts_in_stripped_binaries() {
+fn counts_in_stripped_and_pie_binaries() {
     for go in [Go::Go119, Go::Go127] {
         let counter = Fixture::build_with("counter", go, &["-ldflags=-s -w"]);
+        let pie = Fixture::build_with("counter", go, &["-buildmode=pie", "-ldflags=-s -w"]);
         let unstripped = Fixture::build("counter", go);
-        for binary in [counter.binary.clone(), strip_copy(&unstripped)] {
+        for binary in [counter.binary.clone(), pie.binary.clone(), strip_copy(&unstripped)] {
             let pattern = format!("{}:main.*", binary.display());
             let tracer = Tracer::start(&["funccount", &pattern]);
             let out = Command::new(&binary)
