@@ -70,6 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "pie": facts.position_independent,
             "function_count": binary.functions().len(),
             "inlined_site_count": binary.inlined().len(),
+            "goid_offset": binary.goid_offset().map(|(offset, _)| offset),
         });
         if args.functions {
             info["functions"] = functions.into();
@@ -97,6 +98,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     writeln!(out, "symbols:     {symbols}")?;
     writeln!(out, "dwarf:       {}", yes_no(facts.dwarf))?;
     writeln!(out, "pie:         {}", yes_no(facts.position_independent))?;
+    if let Some((offset, source)) = binary.goid_offset() {
+        writeln!(out, "goid offset: {offset} in runtime.g ({source})")?;
+    }
     writeln!(out, "functions:   {}", binary.functions().len())?;
     writeln!(out, "inlined:     {} call sites", binary.inlined().len())?;
     if args.functions {

@@ -7,6 +7,7 @@
 //! name came from.
 
 pub mod buildinfo;
+mod dwarf;
 mod elf;
 mod go;
 pub mod inline;
@@ -190,6 +191,22 @@ impl Binary {
     /// attached by. `None` when no loadable segment holds the address.
     pub fn file_offset(&self, address: u64) -> Option<u64> {
         file_offset(&self.segments, address)
+    }
+
+    /// Where the goroutine id sits in `runtime.g`, for keying per-goroutine
+    /// state in the kernel: from DWARF when present, else from a table of
+    /// Go versions. Parsing DWARF costs time, so only callers that need it
+    /// ask.
+    pub fn goid_offset(&self) -> Option<(u64, &'static str)> {
+        if self.toolchain != Some(Toolchain::Gc) {
+            return None;
+        }
+        let object = object::File::parse(&*self.data).ok()?;
+        if let Some(offset) = dwarf::member_offset(&object, "runtime.g", "goid") {
+            return Some((offset, "DWARF runtime.g"));
+        }
+        let version = self.facts.build_info.as_ref()?.go_version.as_str();
+        go::goid_offset_for(version).map(|offset| (offset, "Go version table"))
     }
 
     /// Version, stripping, DWARF and PIE facts.
