@@ -12,7 +12,7 @@ pub fn object() -> &'static [u8] {
 }
 
 /// Loads the embedded object after `configure` has set map sizes and globals.
-pub fn load(configure: impl FnOnce(&mut EbpfLoader<'_>)) -> anyhow::Result<Ebpf> {
+pub fn load<'a>(configure: impl FnOnce(&mut EbpfLoader<'a>)) -> anyhow::Result<Ebpf> {
     if OBJECT.is_empty() {
         bail!("this gotrace was built with AYA_BUILD_SKIP and has no kernel programs: rebuild with `cargo xtask build`");
     }

@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Count calls of every function matching a pattern.
     Funccount(cmd::funccount::Args),
+    /// Time calls of every function matching a pattern, per goroutine.
+    Funclatency(cmd::funclatency::Args),
     /// Show the compiler, Go version, ABI and symbols of a binary.
     Info(cmd::info::Args),
 }
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Funccount(args) => cmd::funccount::run(args),
+        Command::Funclatency(args) => cmd::funclatency::run(args),
         Command::Info(args) => cmd::info::run(args),
     };
     match result {

@@ -7,3 +7,5 @@
 #![no_std]
 
 pub mod funccount;
+pub mod funclatency;
+pub mod probe;

@@ -5,7 +5,9 @@ use aya_ebpf::{
     helpers::generated::bpf_get_attach_cookie, macros::map, macros::uprobe, maps::PerCpuArray,
     programs::ProbeContext, EbpfContext as _,
 };
-use gotrace_common::funccount::{Cookie, DEFAULT_MAX_FUNCTIONS, EFLAGS_CF_ZF};
+use gotrace_common::{funccount::DEFAULT_MAX_FUNCTIONS, probe::Cookie};
+
+use crate::entry;
 
 // The static's name is the map name: `gotrace_common::funccount::COUNTS_MAP`.
 #[map]
@@ -15,14 +17,8 @@ static FUNCCOUNT_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DEFAUL
 pub fn funccount(ctx: ProbeContext) -> u32 {
     // SAFETY: the helper only reads the attach cookie of the running program.
     let cookie = Cookie(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) });
-    if cookie.flags() & Cookie::FLAG_STACK_CHECK_BRANCH != 0 {
-        // SAFETY: `regs` points at the pt_regs the kernel passed to this uprobe.
-        let eflags = unsafe { (*ctx.regs).eflags };
-        if eflags & EFLAGS_CF_ZF != 0 {
-            // The branch to morestack will be taken: the function starts over
-            // once the stack has grown, and that pass is the one counted.
-            return 0;
-        }
+    if !entry::is_call(&ctx, cookie) {
+        return 0;
     }
     if let Some(count) = FUNCCOUNT_COUNTS.get_ptr_mut(cookie.function()) {
         // SAFETY: a per-CPU slot is only touched by programs on this CPU, and

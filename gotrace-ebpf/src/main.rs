@@ -1,7 +1,10 @@
 #![no_std]
 #![no_main]
 
+mod entry;
 mod funccount;
+mod funclatency;
+mod goroutine;
 
 #[cfg(not(test))]
 #[panic_handler]

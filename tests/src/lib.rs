@@ -321,7 +321,8 @@ pub fn fixture_counts(output: &str) -> BTreeMap<String, u64> {
 /// teardown after the last descriptor closes is asynchronous (RCU), so this
 /// polls for up to two seconds before reporting what remains.
 pub fn residue() -> Vec<String> {
-    const OURS: &[&str] = &["funccount"];
+    // Program names as the kernel keeps them (15 characters at most).
+    const OURS: &[&str] = &["funccount", "funclatency_ent", "funclatency_ret"];
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let out = Command::new("bpftool")

@@ -91,3 +91,19 @@ fn error_half_way_through_attaching() {
     assert!(stderr.contains("Too many open files"), "{stderr}");
     assert_eq!(residue(), Vec::<String>::new());
 }
+
+/// funclatency's entry and return programs go too.
+#[test]
+fn funclatency_sigint() {
+    let latency = Fixture::build("latency", Go::Go127);
+    let tracer = Tracer::start(&["funclatency", &latency.pattern("main.*")]);
+    assert_eq!(
+        residue().len(),
+        2,
+        "both programs are visible while tracing"
+    );
+    latency.run(&["nest", "1", "1"]);
+    let out = tracer.stop(libc::SIGINT);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(residue(), Vec::<String>::new());
+}

@@ -120,7 +120,11 @@ fn counts_in_stripped_and_pie_binaries() {
         let counter = Fixture::build_with("counter", go, &["-ldflags=-s -w"]);
         let pie = Fixture::build_with("counter", go, &["-buildmode=pie", "-ldflags=-s -w"]);
         let unstripped = Fixture::build("counter", go);
-        for binary in [counter.binary.clone(), pie.binary.clone(), strip_copy(&unstripped)] {
+        for binary in [
+            counter.binary.clone(),
+            pie.binary.clone(),
+            strip_copy(&unstripped),
+        ] {
             let pattern = format!("{}:main.*", binary.display());
             let tracer = Tracer::start(&["funccount", &pattern]);
             let out = Command::new(&binary)

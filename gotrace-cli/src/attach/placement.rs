@@ -5,12 +5,14 @@
 //! kernel emulates it instead (~0.4 us). Go functions with a frame begin with
 //! a stack-bound check whose `JBE` jumps to `runtime.morestack`, after which
 //! the function starts over from its entry. Probing that `JBE`, and counting
-//! only when it will not jump (see `gotrace_common::funccount::Cookie`), is
+//! only when it will not jump (see `gotrace_common::probe::Cookie`), is
 //! both cheaper than the entry and exact: a call that grows its stack, or is
 //! preempted through the same path, is counted once instead of twice.
 
-use gotrace_common::funccount::Cookie;
-use iced_x86::{Code, ConditionCode, Decoder, DecoderOptions, Instruction, OpKind, Register};
+use gotrace_common::probe::Cookie;
+use iced_x86::{
+    Code, ConditionCode, Decoder, DecoderOptions, FlowControl, Instruction, OpKind, Register,
+};
 
 /// Offset of `g.stackguard0` in every Go version's `runtime.g`.
 const STACKGUARD0_OFFSET: u64 = 0x10;
@@ -75,6 +77,36 @@ pub fn entry(code: &[u8], address: u64) -> Placement {
         }
     }
     Placement::ENTRY
+}
+
+/// Where a call of the function whose machine code is `code` (loaded at
+/// `address`) ends: every `ret`, and every direct `jmp` that leaves the
+/// function (a tail call). Go's stack copier rejects the return addresses
+/// uretprobes plant, so returns are caught by probes on these instructions
+/// instead. Indirect jumps are jump tables within the function. Decoding
+/// stops at the first invalid instruction, which cannot be reached.
+pub fn exits(code: &[u8], address: u64) -> Vec<u64> {
+    let end = address + code.len() as u64;
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    let mut instruction = Instruction::default();
+    let mut exits = Vec::new();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        if instruction.is_invalid() {
+            break;
+        }
+        let leaves = match instruction.flow_control() {
+            FlowControl::Return => true,
+            FlowControl::UnconditionalBranch => {
+                !(address..end).contains(&instruction.near_branch_target())
+            }
+            _ => false,
+        };
+        if leaves {
+            exits.push(instruction.ip());
+        }
+    }
+    exits
 }
 
 /// `MOV reg, FS:[disp]`: the g of ABI0 and pre-register-ABI functions.
@@ -173,5 +205,18 @@ mod tests {
         // Truncated code never panics.
         assert_eq!(entry(&code[..5], BASE), Placement::ENTRY);
         assert_eq!(entry(&[], BASE), Placement::ENTRY);
+    }
+
+    #[test]
+    fn exits_are_rets_and_tail_jumps() {
+        // cmp rsp,[r14+0x10]; jbe +5; ret; jmp +0x40 (out); call rel; jmp -0x10 (in); int3
+        let mut code = vec![0x49, 0x3b, 0x66, 0x10, 0x76, 0x05];
+        code.push(0xc3); // ret at +6
+        code.extend([0xeb, 0x40]); // jmp out at +7
+        code.extend([0xe8, 0, 0, 0, 0]); // call at +9
+        code.extend([0xeb, 0xf0]); // jmp back inside at +14
+        code.push(0xcc);
+        assert_eq!(exits(&code, BASE), vec![BASE + 6, BASE + 7]);
+        assert_eq!(exits(&[], BASE), Vec::<u64>::new());
     }
 }

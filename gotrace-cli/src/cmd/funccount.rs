@@ -4,21 +4,23 @@ use std::{io::Write as _, time::Duration};
 
 use anyhow::Context as _;
 use aya::maps::PerCpuArray;
-use gotrace_common::funccount::{Cookie, COUNTS_MAP, PROGRAM};
+use gotrace_common::{
+    funccount::{COUNTS_MAP, PROGRAM},
+    probe::Cookie,
+};
 
 use super::{
+    event_loop,
     lifetime::{End, Event, Lifetime},
     parse_seconds,
     select::{self, Selected},
+    ProbeSite, Target,
 };
 use crate::{
-    attach::{self, placement, Scope, Site},
+    attach::{self, placement, Scope},
     ebpf,
     output::{counts, time::hms_now},
     privilege,
-    probe::pattern::Pattern,
-    symbols::{self, Binary},
-    target::Process,
 };
 
 /// Count function calls of Go programs, like bcc's funccount.
@@ -58,19 +60,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let pattern = Pattern::parse(&args.pattern, args.regexp)?;
-    let process = args.pid.map(Process::find).transpose()?;
-    let located = symbols::locate(pattern.path.as_deref(), process)?;
-    let binary = Binary::open(&located.path)?;
-    let functions = select::matching(&binary, &pattern, &located.display)?;
-    let sites = probe_sites(&binary, &functions, args.verbose)?;
+    let target = Target::open(&args.pattern, args.regexp, args.pid)?;
+    let Target {
+        process, located, ..
+    } = &target;
+    let process = *process;
+    let functions = select::matching(&target.binary, &target.pattern, &located.display)?;
+    let sites = probe_sites(&target, &functions, args.verbose)?;
     privilege::check()?;
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the event loop")?;
-    runtime.block_on(async {
+    event_loop()?.block_on(async {
         let mut lifetime = Lifetime::start(args.interval, args.duration, process)?;
         let mut ebpf = ebpf::load(|loader| {
             loader.map_max_entries(COUNTS_MAP, functions.len() as u32);
@@ -173,40 +172,22 @@ fn note_inlined_only(functions: &[Selected<'_>], verbose: bool) {
     }
 }
 
-/// A probe site and the function it counts, for error messages.
-struct NamedSite {
-    site: Site,
-    describe: String,
-}
-
 /// One probe per out-of-line function, placed where it is cheapest and
 /// exact, and one at the first instruction of each inlined copy; all
 /// probes of one function share its counter (the cookie's index).
 fn probe_sites(
-    binary: &Binary,
+    target: &Target,
     functions: &[Selected<'_>],
     verbose: bool,
-) -> anyhow::Result<Vec<NamedSite>> {
+) -> anyhow::Result<Vec<ProbeSite>> {
     let mut sites = Vec::new();
     for (i, selected) in functions.iter().enumerate() {
         let mut add = |address: u64, flags: u32, describe: String| -> anyhow::Result<()> {
-            let file_offset = binary.file_offset(address).with_context(|| {
-                format!(
-                    "{describe} at {address:#x} lies in no loadable segment of {}",
-                    binary.path().display()
-                )
-            })?;
-            sites.push(NamedSite {
-                site: Site {
-                    file_offset,
-                    cookie: Cookie::new(i as u32, flags).0,
-                },
-                describe,
-            });
+            sites.push(target.site(address, Cookie::new(i as u32, flags), describe)?);
             Ok(())
         };
         if let Some(f) = selected.function {
-            let placement = placement::entry(binary.code(f), f.address);
+            let placement = placement::entry(target.binary.code(f), f.address);
             if verbose {
                 let place = if placement.flags & Cookie::FLAG_STACK_CHECK_BRANCH != 0 {
                     "stack-check branch"

@@ -1,9 +1,77 @@
 //! One module per tool; each turns parsed arguments into a tracing run.
 
 pub mod funccount;
+pub mod funclatency;
 pub mod info;
 mod lifetime;
 mod select;
+
+use anyhow::Context as _;
+use gotrace_common::probe::Cookie;
+
+use crate::{
+    attach::Site,
+    probe::pattern::Pattern,
+    symbols::{self, Binary, Located},
+    target::Process,
+};
+
+/// What a tracing run works on: the binary the pattern names, and the
+/// process (`-p`) it is limited to.
+struct Target {
+    pattern: Pattern,
+    process: Option<Process>,
+    located: Located,
+    binary: Binary,
+}
+
+impl Target {
+    /// Parses `pattern`, finds `pid`, locates and opens the binary: every
+    /// check that needs no privilege, in the order a user fixes them.
+    fn open(pattern: &str, regexp: bool, pid: Option<u32>) -> anyhow::Result<Self> {
+        let pattern = Pattern::parse(pattern, regexp)?;
+        let process = pid.map(Process::find).transpose()?;
+        let located = symbols::locate(pattern.path.as_deref(), process)?;
+        let binary = Binary::open(&located.path)?;
+        Ok(Self {
+            pattern,
+            process,
+            located,
+            binary,
+        })
+    }
+
+    /// A probe at `address` with `cookie`, described for error messages.
+    fn site(&self, address: u64, cookie: Cookie, describe: String) -> anyhow::Result<ProbeSite> {
+        let file_offset = self.binary.file_offset(address).with_context(|| {
+            format!(
+                "{describe} at {address:#x} lies in no loadable segment of {}",
+                self.located.display
+            )
+        })?;
+        Ok(ProbeSite {
+            site: Site {
+                file_offset,
+                cookie: cookie.0,
+            },
+            describe,
+        })
+    }
+}
+
+/// A probe site and what it probes, for error messages.
+struct ProbeSite {
+    site: Site,
+    describe: String,
+}
+
+/// The single-threaded event loop a run waits in.
+fn event_loop() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")
+}
 
 /// Parses a positive number of seconds such as `5` or `0.5` (`-i`, `-d`).
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {

@@ -1,4 +1,5 @@
 //! Printers, generic over `io::Write` so that each has golden tests.
 
 pub mod counts;
+pub mod histogram;
 pub mod time;

@@ -7,7 +7,11 @@ use object::{Object as _, ObjectSection as _};
 
 /// The byte offset of field `member` in struct type `structure` (e.g.
 /// `goid` in `runtime.g`), from the first definition found.
-pub(super) fn member_offset(object: &object::File<'_>, structure: &str, member: &str) -> Option<u64> {
+pub(super) fn member_offset(
+    object: &object::File<'_>,
+    structure: &str,
+    member: &str,
+) -> Option<u64> {
     let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, gimli::Error> {
         Ok(object
             .section_by_name(id.name())
@@ -18,7 +22,9 @@ pub(super) fn member_offset(object: &object::File<'_>, structure: &str, member: 
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
-        let Ok(unit) = dwarf.unit(header) else { continue };
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
         let mut entries = unit.entries();
         // Depth of the struct being read, once found.
         let mut inside: Option<isize> = None;
@@ -39,7 +45,9 @@ pub(super) fn member_offset(object: &object::File<'_>, structure: &str, member: 
                         .flatten()
                         .and_then(|v| v.udata_value());
                 }
-            } else if entry.tag() == gimli::DW_TAG_structure_type && has_name(&dwarf, &unit, entry, structure) {
+            } else if entry.tag() == gimli::DW_TAG_structure_type
+                && has_name(&dwarf, &unit, entry, structure)
+            {
                 inside = Some(depth);
             }
         }

@@ -24,7 +24,7 @@ use memmap2::Mmap;
 use object::Object as _;
 
 pub use go::{abi, Toolchain};
-pub use locate::locate;
+pub use locate::{locate, Located};
 
 /// One function of a binary that a probe can be attached to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +78,6 @@ pub enum SymbolError {
 
 /// A binary opened for tracing; its bytes are mapped, not copied.
 pub struct Binary {
-    path: PathBuf,
     data: Mmap,
     functions: Vec<Function>,
     source: FunctionSource,
@@ -151,7 +150,6 @@ impl Binary {
         };
         drop(object);
         Ok(Self {
-            path: path.to_owned(),
             data,
             functions,
             source,
@@ -160,11 +158,6 @@ impl Binary {
             facts,
             inlined,
         })
-    }
-
-    /// The path this binary was opened from.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Every function found, sorted by address, one entry per address.

@@ -1,0 +1,39 @@
+//! What every probe carries: the cookie naming the traced function and how
+//! the probe was placed.
+
+/// The bpf cookie attached to every probe of every tool.
+///
+/// Built by `gotrace-cli` at attach time, read by the programs with
+/// `bpf_get_attach_cookie`. The low 32 bits are the traced function's index
+/// (its slot in the tool's maps); the high 32 bits are [`Cookie`] flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Cookie(pub u64);
+
+impl Cookie {
+    /// The probe sits on the `JBE`/`JNA` of the function's stack-bound check
+    /// (the branch to `runtime.morestack`) instead of the entry: count only
+    /// when that branch will not be taken, i.e. when CF and ZF are both clear
+    /// in the saved flags. A taken branch means the function will re-enter
+    /// from the top after the stack grows, and is counted then.
+    pub const FLAG_STACK_CHECK_BRANCH: u32 = 1 << 0;
+
+    /// Packs a function index and flags into a cookie.
+    pub const fn new(function: u32, flags: u32) -> Self {
+        Self(((flags as u64) << 32) | function as u64)
+    }
+
+    /// The traced function's index.
+    pub const fn function(self) -> u32 {
+        self.0 as u32
+    }
+
+    /// The `FLAG_*` bits.
+    pub const fn flags(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// x86 EFLAGS bits the stack-check branch depends on (`JBE` jumps when CF or
+/// ZF is set). Read by the entry programs from `pt_regs.flags`.
+pub const EFLAGS_CF_ZF: u64 = 0x41;
