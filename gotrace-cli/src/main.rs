@@ -1,5 +1,6 @@
 //! gotrace: bcc-style tracing tools for Go programs, built on eBPF uprobes.
 
+mod abi;
 mod attach;
 mod cmd;
 mod ebpf;
@@ -30,6 +31,8 @@ enum Command {
     Funccount(cmd::funccount::Args),
     /// Time calls of every function matching a pattern, per goroutine.
     Funclatency(cmd::funclatency::Args),
+    /// Print one line per call, with Go arguments decoded.
+    Trace(cmd::trace::Args),
     /// Show the compiler, Go version, ABI and symbols of a binary.
     Info(cmd::info::Args),
 }
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Funccount(args) => cmd::funccount::run(args),
         Command::Funclatency(args) => cmd::funclatency::run(args),
         Command::Info(args) => cmd::info::run(args),
+        Command::Trace(args) => cmd::trace::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

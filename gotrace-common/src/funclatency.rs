@@ -48,8 +48,9 @@ pub const DEPTHS_MAP: &str = "FUNCLATENCY_DEPTHS";
 /// can never fill it.
 pub const STARTS_MAP: &str = "FUNCLATENCY_STARTS";
 
-/// Default capacity of [`DEPTHS_MAP`] and [`STARTS_MAP`]: open calls over
-/// all goroutines (64 goroutines 2,000 calls deep fit).
+/// Capacity `gotrace-cli` gives [`DEPTHS_MAP`] and [`STARTS_MAP`] (the
+/// object declares 1, so other tools do not preallocate them): open calls
+/// over all goroutines (64 goroutines 2,000 calls deep fit).
 pub const MAX_OPEN_CALLS: u32 = 1 << 17;
 
 /// Per-CPU array of `u64` event counters, indexed by the `EVENT_*`

@@ -9,3 +9,4 @@
 pub mod funccount;
 pub mod funclatency;
 pub mod probe;
+pub mod trace;

@@ -11,7 +11,7 @@ use aya_ebpf::{
 use gotrace_common::{
     funclatency::{
         slot, DepthKey, StartKey, EVENTS, EVENT_LOST_START, EVENT_NO_GOID, EVENT_UNPAIRED_RETURN,
-        MAX_OPEN_CALLS, SLOTS, STATS_PER_FUNCTION,
+        SLOTS, STATS_PER_FUNCTION,
     },
     probe::Cookie,
 };
@@ -26,12 +26,12 @@ static FUNCLATENCY_HISTOGRAM: PerCpuArray<u64> = PerCpuArray::with_max_entries(S
 static FUNCLATENCY_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_PER_FUNCTION, 0);
 #[map]
 static FUNCLATENCY_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENTS, 0);
+// Declared minimal: every tool loads the whole object, and only
+// funclatency sizes these (LRU maps preallocate every entry).
 #[map]
-static FUNCLATENCY_DEPTHS: LruHashMap<DepthKey, u32> =
-    LruHashMap::with_max_entries(MAX_OPEN_CALLS, 0);
+static FUNCLATENCY_DEPTHS: LruHashMap<DepthKey, u32> = LruHashMap::with_max_entries(1, 0);
 #[map]
-static FUNCLATENCY_STARTS: LruHashMap<StartKey, u64> =
-    LruHashMap::with_max_entries(MAX_OPEN_CALLS, 0);
+static FUNCLATENCY_STARTS: LruHashMap<StartKey, u64> = LruHashMap::with_max_entries(1, 0);
 
 // Set by gotrace-cli before load: `gotrace_common::funclatency::{
 // UNIT_DIVISOR, KEY_BY_STACK_POINTER}`.

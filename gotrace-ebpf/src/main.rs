@@ -5,6 +5,7 @@ mod entry;
 mod funccount;
 mod funclatency;
 mod goroutine;
+mod trace;
 
 #[cfg(not(test))]
 #[panic_handler]

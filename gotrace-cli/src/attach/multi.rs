@@ -109,8 +109,6 @@ fn load(ebpf: &Ebpf, object: &[u8], name: &str) -> anyhow::Result<OwnedFd> {
         *dst = src as std::ffi::c_char;
     }
 
-    // The verifier log is only read back when loading fails.
-    let mut log = vec![0u8; 1 << 20];
     // SAFETY: as above, a zeroed plain C union.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
     // SAFETY: writing the prog-load member; pointers outlive the syscall.
@@ -122,18 +120,29 @@ fn load(ebpf: &Ebpf, object: &[u8], name: &str) -> anyhow::Result<OwnedFd> {
         load.insn_cnt = function.instructions.len() as u32;
         load.license = license.as_ptr() as u64;
         load.prog_name = prog_name;
+    }
+    // Verifier logging slows verification down a lot (seconds for the
+    // trace program): load without it, and only retry with it to explain
+    // a failure.
+    let err = match bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) {
+        Ok(program) => return Ok(program),
+        Err(err) => err,
+    };
+    let mut log = vec![0u8; 1 << 20];
+    // SAFETY: as above; the log buffer outlives the syscall.
+    unsafe {
+        let load = &mut attr.__bindgen_anon_3;
         load.log_level = 1;
         load.log_buf = log.as_mut_ptr() as u64;
         load.log_size = log.len() as u32;
     }
-    bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr).map_err(|err| {
-        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-        let verifier = String::from_utf8_lossy(&log[..end]);
-        anyhow!(err).context(format!(
-            "loading eBPF program {name} for uprobe_multi (verifier: {})",
-            verifier.trim()
-        ))
-    })
+    let retry = bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr);
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    let verifier = String::from_utf8_lossy(&log[..end]);
+    Err(anyhow!(retry.err().unwrap_or(err)).context(format!(
+        "loading eBPF program {name} for uprobe_multi (verifier: {})",
+        verifier.trim()
+    )))
 }
 
 /// The descriptor of a map aya created. aya 0.14 exposes it only per map

@@ -12,9 +12,9 @@ use anyhow::{bail, Context as _};
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use gotrace_common::{
     funclatency::{
-        StartKey, ENTRY_PROGRAM, EVENTS, EVENTS_MAP, EVENT_LOST_START, EVENT_NO_GOID,
-        EVENT_UNPAIRED_RETURN, GOID_OFFSET, HISTOGRAM_MAP, KEY_BY_STACK_POINTER, RETURN_PROGRAM,
-        SLOTS, STARTS_MAP, STATS_MAP, STATS_PER_FUNCTION, UNIT_DIVISOR,
+        StartKey, DEPTHS_MAP, ENTRY_PROGRAM, EVENTS, EVENTS_MAP, EVENT_LOST_START, EVENT_NO_GOID,
+        EVENT_UNPAIRED_RETURN, GOID_OFFSET, HISTOGRAM_MAP, KEY_BY_STACK_POINTER, MAX_OPEN_CALLS,
+        RETURN_PROGRAM, SLOTS, STARTS_MAP, STATS_MAP, STATS_PER_FUNCTION, UNIT_DIVISOR,
     },
     probe::Cookie,
 };
@@ -138,6 +138,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             loader
                 .map_max_entries(HISTOGRAM_MAP, n * SLOTS)
                 .map_max_entries(STATS_MAP, n * STATS_PER_FUNCTION)
+                .map_max_entries(STARTS_MAP, MAX_OPEN_CALLS)
+                .map_max_entries(DEPTHS_MAP, MAX_OPEN_CALLS)
                 .override_global(GOID_OFFSET, &goid_offset, true)
                 .override_global(UNIT_DIVISOR, &divisor, true)
                 .override_global(KEY_BY_STACK_POINTER, &by_stack_pointer, true);

@@ -5,6 +5,7 @@ pub mod funclatency;
 pub mod info;
 mod lifetime;
 mod select;
+pub mod trace;
 
 use anyhow::Context as _;
 use gotrace_common::probe::Cookie;

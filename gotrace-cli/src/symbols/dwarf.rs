@@ -68,3 +68,255 @@ fn has_name<R: gimli::Reader>(
         .and_then(|v| dwarf.attr_string(unit, v).ok())
         .is_some_and(|s| s.to_slice().is_ok_and(|b| *b == *wanted.as_bytes()))
 }
+
+/// The shape of a Go type, as far as argument reading cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// An integer, bool or other scalar of `size` bytes held in one word.
+    Word {
+        size: u64,
+    },
+    /// A float (in X registers, which uprobes cannot read).
+    Float {
+        size: u64,
+    },
+    /// `string`: pointer and length.
+    String,
+    /// `[]T`: pointer, length, capacity.
+    Slice,
+    /// An interface: type word and data word.
+    Interface,
+    /// A pointer; the pointee's shape when it was worth resolving.
+    Pointer(Option<Box<Shape>>),
+    Struct {
+        size: u64,
+        fields: Vec<Field>,
+    },
+    /// Anything else (arrays, maps by value...), of `size` bytes.
+    Other {
+        size: u64,
+    },
+}
+
+/// A struct field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    pub offset: u64,
+    pub shape: Shape,
+}
+
+impl Shape {
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            Shape::Word { size } | Shape::Float { size } | Shape::Other { size } => *size,
+            Shape::Struct { size, .. } => *size,
+            Shape::String | Shape::Interface => 16,
+            Shape::Slice => 24,
+            Shape::Pointer(_) => 8,
+        }
+    }
+}
+
+/// A parameter or result of a function, from DWARF.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    pub name: String,
+    pub shape: Shape,
+    /// A result (Go's DW_AT_variable_parameter).
+    pub result: bool,
+}
+
+/// Go's `DW_AT_go_kind` attribute and the kinds gotrace tells apart.
+const DW_AT_GO_KIND: gimli::DwAt = gimli::DwAt(0x2900);
+const GO_KIND_INTERFACE: u64 = 20;
+
+/// Pointer levels resolved for field access (`req.URL.Path` needs 2).
+const POINTER_DEPTH: u32 = 2;
+
+/// The parameters and results of `function`, in declaration order, when
+/// DWARF describes it.
+pub fn parameters(object: &object::File<'_>, function: &str) -> Option<Vec<Param>> {
+    let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, gimli::Error> {
+        Ok(object
+            .section_by_name(id.name())
+            .and_then(|s| s.uncompressed_data().ok())
+            .unwrap_or(Cow::Borrowed(&[])))
+    };
+    let sections = gimli::DwarfSections::load(load).ok()?;
+    let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
+    // Go puts types in the runtime's unit and refers to them from others.
+    let mut units = Vec::new();
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        if let Ok(unit) = dwarf.unit(header) {
+            units.push(unit);
+        }
+    }
+    let types = Types {
+        dwarf: &dwarf,
+        units: &units,
+    };
+    for (u, unit) in units.iter().enumerate() {
+        let mut entries = unit.entries();
+        let mut depth = 0isize;
+        let mut inside: Option<isize> = None;
+        let mut params = Vec::new();
+        while let Ok(Some((delta, entry))) = entries.next_dfs() {
+            depth += delta;
+            if let Some(function_depth) = inside {
+                if depth <= function_depth {
+                    return Some(params);
+                }
+                if depth == function_depth + 1 && entry.tag() == gimli::DW_TAG_formal_parameter {
+                    let name =
+                        string_attr(&dwarf, unit, entry, gimli::DW_AT_name).unwrap_or_default();
+                    let result = matches!(
+                        entry
+                            .attr_value(gimli::DW_AT_variable_parameter)
+                            .ok()
+                            .flatten(),
+                        Some(gimli::AttributeValue::Flag(true))
+                    );
+                    let shape = types
+                        .referenced(u, entry, POINTER_DEPTH, 0)
+                        .unwrap_or(Shape::Other { size: 0 });
+                    params.push(Param {
+                        name,
+                        shape,
+                        result,
+                    });
+                }
+            } else if entry.tag() == gimli::DW_TAG_subprogram
+                && has_name(&dwarf, unit, entry, function)
+            {
+                inside = Some(depth);
+            }
+        }
+        if inside.is_some() {
+            return Some(params);
+        }
+    }
+    None
+}
+
+fn string_attr<R: gimli::Reader>(
+    dwarf: &gimli::Dwarf<R>,
+    unit: &gimli::Unit<R>,
+    entry: &gimli::DebuggingInformationEntry<'_, '_, R>,
+    attr: gimli::DwAt,
+) -> Option<String> {
+    let value = entry.attr_value(attr).ok().flatten()?;
+    let s = dwarf.attr_string(unit, value).ok()?;
+    Some(s.to_string_lossy().ok()?.into_owned())
+}
+
+/// Type lookup across units.
+struct Types<'a, R: gimli::Reader> {
+    dwarf: &'a gimli::Dwarf<R>,
+    units: &'a [gimli::Unit<R>],
+}
+
+impl<R: gimli::Reader> Types<'_, R> {
+    /// The shape of the type `entry` (in unit `u`) refers to.
+    fn referenced(
+        &self,
+        u: usize,
+        entry: &gimli::DebuggingInformationEntry<'_, '_, R>,
+        pointer_depth: u32,
+        nesting: u32,
+    ) -> Option<Shape> {
+        let (u, offset) = match entry.attr_value(gimli::DW_AT_type).ok()?? {
+            gimli::AttributeValue::UnitRef(offset) => (u, offset),
+            gimli::AttributeValue::DebugInfoRef(global) => self
+                .units
+                .iter()
+                .enumerate()
+                .find_map(|(i, unit)| Some((i, global.to_unit_offset(&unit.header)?)))?,
+            _ => return None,
+        };
+        self.shape_at(u, offset, pointer_depth, nesting)
+    }
+
+    fn shape_at(
+        &self,
+        u: usize,
+        offset: gimli::UnitOffset<R::Offset>,
+        pointer_depth: u32,
+        nesting: u32,
+    ) -> Option<Shape> {
+        if nesting > 8 {
+            return None;
+        }
+        let unit = &self.units[u];
+        let entry = unit.entry(offset).ok()?;
+        let size = entry
+            .attr_value(gimli::DW_AT_byte_size)
+            .ok()
+            .flatten()
+            .and_then(|v| v.udata_value())
+            .unwrap_or(0);
+        let name = string_attr(self.dwarf, unit, &entry, gimli::DW_AT_name).unwrap_or_default();
+        let kind = entry
+            .attr_value(DW_AT_GO_KIND)
+            .ok()
+            .flatten()
+            .and_then(|v| v.udata_value());
+        Some(match entry.tag() {
+            gimli::DW_TAG_typedef => self.referenced(u, &entry, pointer_depth, nesting + 1)?,
+            gimli::DW_TAG_base_type => {
+                match entry.attr_value(gimli::DW_AT_encoding).ok().flatten() {
+                    Some(gimli::AttributeValue::Encoding(gimli::DW_ATE_float)) => {
+                        Shape::Float { size }
+                    }
+                    _ => Shape::Word { size },
+                }
+            }
+            gimli::DW_TAG_pointer_type => Shape::Pointer(
+                pointer_depth
+                    .checked_sub(1)
+                    .and_then(|d| self.referenced(u, &entry, d, nesting + 1))
+                    .map(Box::new),
+            ),
+            gimli::DW_TAG_structure_type if name == "string" => Shape::String,
+            gimli::DW_TAG_structure_type if name.starts_with("[]") => Shape::Slice,
+            gimli::DW_TAG_structure_type
+                if kind == Some(GO_KIND_INTERFACE)
+                    || name == "runtime.iface"
+                    || name == "runtime.eface" =>
+            {
+                Shape::Interface
+            }
+            gimli::DW_TAG_structure_type => {
+                let mut fields = Vec::new();
+                let mut tree = unit.entries_tree(Some(offset)).ok()?;
+                let root = tree.root().ok()?;
+                let mut children = root.children();
+                while let Ok(Some(child)) = children.next() {
+                    let member = child.entry();
+                    if member.tag() != gimli::DW_TAG_member {
+                        continue;
+                    }
+                    let field_offset = member
+                        .attr_value(gimli::DW_AT_data_member_location)
+                        .ok()
+                        .flatten()
+                        .and_then(|v| v.udata_value())
+                        .unwrap_or(0);
+                    fields.push(Field {
+                        name: string_attr(self.dwarf, unit, member, gimli::DW_AT_name)
+                            .unwrap_or_default(),
+                        offset: field_offset,
+                        shape: self
+                            .referenced(u, member, pointer_depth, nesting + 1)
+                            .unwrap_or(Shape::Other { size: 0 }),
+                    });
+                }
+                Shape::Struct { size, fields }
+            }
+            _ if kind == Some(GO_KIND_INTERFACE) => Shape::Interface,
+            _ => Shape::Other { size },
+        })
+    }
+}

@@ -7,7 +7,7 @@
 //! name came from.
 
 pub mod buildinfo;
-mod dwarf;
+pub mod dwarf;
 mod elf;
 mod go;
 pub mod inline;
@@ -23,7 +23,7 @@ use std::{
 use memmap2::Mmap;
 use object::Object as _;
 
-pub use go::{abi, Toolchain};
+pub use go::{abi, Abi, Toolchain};
 pub use locate::{locate, Located};
 
 /// One function of a binary that a probe can be attached to.
@@ -200,6 +200,27 @@ impl Binary {
         }
         let version = self.facts.build_info.as_ref()?.go_version.as_str();
         go::goid_offset_for(version).map(|offset| (offset, "Go version table"))
+    }
+
+    /// The parameters and results of `function` from DWARF, if described.
+    pub fn parameters(&self, function: &str) -> Option<Vec<dwarf::Param>> {
+        let object = object::File::parse(&*self.data).ok()?;
+        dwarf::parameters(&object, function)
+    }
+
+    /// The function whose code holds `address`.
+    pub fn function_at(&self, address: u64) -> Option<&Function> {
+        let after = self.functions.partition_point(|f| f.address <= address);
+        let f = self.functions.get(after.checked_sub(1)?)?;
+        (address < f.address + f.size.max(1)).then_some(f)
+    }
+
+    /// The virtual address a file offset is loaded at.
+    pub fn address_of_file_offset(&self, offset: u64) -> Option<u64> {
+        self.segments.iter().find_map(|s| {
+            let delta = offset.checked_sub(s.file_offset)?;
+            (delta < s.file_size.max(1)).then_some(s.address + delta)
+        })
     }
 
     /// Version, stripping, DWARF and PIE facts.

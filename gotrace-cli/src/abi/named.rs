@@ -1,0 +1,359 @@
+//! Named Go arguments (`name`, `req.Method`) turned into what the `trace`
+//! program reads, from DWARF parameter types and the ABI's assignment
+//! rules (`src/cmd/compile/abi-internal.md`): each argument takes as many
+//! integer registers as it has integer words (string 2, slice 3, interface
+//! 2, structs field by field), unless the rest do not fit, in which case
+//! the whole argument goes on the stack in order.
+
+use gotrace_common::trace::{ArgSpec, ARG_GO_STRING, ARG_WORD};
+
+use super::amd64::{register, stack, Convention, GO_INT_REGISTERS};
+use crate::symbols::dwarf::{Param, Shape};
+
+/// Go's floating-point argument registers (X0-X14).
+const GO_FLOAT_REGISTERS: usize = 15;
+
+/// Where a value lives at the probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Place {
+    /// In these registers (`pt_regs` indexes), one per integer word.
+    Registers(Vec<u32>),
+    /// At RSP + offset.
+    Stack(u32),
+    /// At the pointer found at `pointer` (a location) plus `offset`.
+    Behind { pointer: u32, offset: u64 },
+}
+
+/// A resolved named argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub spec: ArgSpec,
+    /// Bytes of the value that are meaningful (upper bytes of a register
+    /// holding a small integer are undefined and get masked).
+    pub size: u64,
+    /// Printable as text (`%s`).
+    pub is_string: bool,
+}
+
+/// Why a named argument cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NamedError {
+    #[error("{function} has no parameter {name:?} (it has: {known})")]
+    NoParameter {
+        function: String,
+        name: String,
+        known: String,
+    },
+    #[error("{path}: no field {field:?}")]
+    NoField { path: String, field: String },
+    #[error("{0}: floats are passed in X registers, which uprobes cannot read")]
+    Float(String),
+    #[error(
+        "{0}: interfaces and values other than integers, pointers and strings are not decoded yet"
+    )]
+    Unsupported(String),
+    #[error("{0}: only one pointer can be followed")]
+    TwoPointers(String),
+    #[error("{0}: its type is not described in DWARF deeply enough")]
+    Unknown(String),
+}
+
+/// Integer words and float words of a shape passed in registers, or
+/// `None` if it never is (arrays, unknown types).
+fn words(shape: &Shape) -> Option<(usize, usize)> {
+    Some(match shape {
+        Shape::Word { .. } | Shape::Pointer(_) => (1, 0),
+        Shape::Float { .. } => (0, 1),
+        Shape::String | Shape::Interface => (2, 0),
+        Shape::Slice => (3, 0),
+        Shape::Struct { fields, .. } => {
+            let mut total = (0, 0);
+            for f in fields {
+                let (ints, floats) = words(&f.shape)?;
+                total = (total.0 + ints, total.1 + floats);
+            }
+            total
+        }
+        Shape::Other { size: 0 } => (0, 0),
+        Shape::Other { .. } => return None,
+    })
+}
+
+/// Where each argument (not result) of `params` is at entry.
+fn assign(params: &[Param], convention: Convention) -> Vec<Place> {
+    let mut ints = 0;
+    let mut floats = 0;
+    let mut stack_offset: u64 = 8; // above the return address
+    params
+        .iter()
+        .filter(|p| !p.result)
+        .map(|p| {
+            if convention == Convention::GoRegister {
+                if let Some((i, f)) = words(&p.shape) {
+                    if ints + i <= GO_INT_REGISTERS.len() && floats + f <= GO_FLOAT_REGISTERS {
+                        let registers = GO_INT_REGISTERS[ints..ints + i].to_vec();
+                        ints += i;
+                        floats += f;
+                        return Place::Registers(registers);
+                    }
+                }
+            }
+            let size = p.shape.size();
+            let align = size.clamp(1, 8).next_power_of_two();
+            stack_offset = stack_offset.div_ceil(align) * align;
+            let place = Place::Stack(stack_offset as u32);
+            stack_offset += size;
+            place
+        })
+        .collect()
+}
+
+/// How to read `name.fields...` of `function` with `params` (from DWARF).
+pub fn resolve(
+    function: &str,
+    params: &[Param],
+    convention: Convention,
+    name: &str,
+    fields: &[String],
+) -> Result<Resolved, NamedError> {
+    let arguments: Vec<&Param> = params.iter().filter(|p| !p.result).collect();
+    let places = assign(params, convention);
+    let Some(index) = arguments.iter().position(|p| p.name == name) else {
+        return Err(NamedError::NoParameter {
+            function: function.to_owned(),
+            name: name.to_owned(),
+            known: arguments
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    };
+    let mut shape = arguments[index].shape.clone();
+    let mut place = places[index].clone();
+    let mut path = name.to_owned();
+    for field in fields {
+        let shown = format!("{path}.{field}");
+        match shape {
+            Shape::Struct {
+                fields: members, ..
+            } => {
+                let at = members
+                    .iter()
+                    .position(|m| &m.name == field)
+                    .ok_or_else(|| NamedError::NoField {
+                        path: path.clone(),
+                        field: field.clone(),
+                    })?;
+                let member = &members[at];
+                place = match place {
+                    Place::Registers(registers) => {
+                        // Registers hold the fields' words in order.
+                        let before: usize = members[..at]
+                            .iter()
+                            .map(|m| words(&m.shape).map_or(0, |w| w.0))
+                            .sum();
+                        let own = words(&member.shape).map_or(0, |w| w.0);
+                        Place::Registers(registers[before..before + own].to_vec())
+                    }
+                    Place::Stack(offset) => Place::Stack(offset + member.offset as u32),
+                    Place::Behind { pointer, offset } => Place::Behind {
+                        pointer,
+                        offset: offset + member.offset,
+                    },
+                };
+                shape = member.shape.clone();
+            }
+            Shape::Pointer(Some(pointee)) => {
+                let Shape::Struct {
+                    fields: members, ..
+                } = *pointee
+                else {
+                    return Err(NamedError::NoField {
+                        path,
+                        field: field.clone(),
+                    });
+                };
+                let member = members.iter().find(|m| &m.name == field).ok_or_else(|| {
+                    NamedError::NoField {
+                        path: path.clone(),
+                        field: field.clone(),
+                    }
+                })?;
+                let pointer = match place {
+                    Place::Registers(r) if r.len() == 1 => register(r[0]),
+                    Place::Stack(offset) => stack(offset),
+                    _ => return Err(NamedError::TwoPointers(shown)),
+                };
+                place = Place::Behind {
+                    pointer,
+                    offset: member.offset,
+                };
+                shape = member.shape.clone();
+            }
+            Shape::Pointer(None) => return Err(NamedError::Unknown(shown)),
+            _ => {
+                return Err(NamedError::NoField {
+                    path,
+                    field: field.clone(),
+                })
+            }
+        }
+        path = shown;
+    }
+    let (kind, size) = match &shape {
+        Shape::Word { size } => (ARG_WORD, *size),
+        Shape::Pointer(_) => (ARG_WORD, 8),
+        Shape::String => (ARG_GO_STRING, 16),
+        Shape::Float { .. } => return Err(NamedError::Float(path)),
+        _ => return Err(NamedError::Unsupported(path)),
+    };
+    let mut spec = ArgSpec {
+        kind,
+        ..ArgSpec::default()
+    };
+    match place {
+        Place::Registers(r) => {
+            spec.first = register(*r.first().ok_or_else(|| NamedError::Unknown(path.clone()))?);
+            if kind == ARG_GO_STRING {
+                spec.second = register(*r.get(1).ok_or_else(|| NamedError::Unknown(path.clone()))?);
+            }
+        }
+        Place::Stack(offset) => {
+            spec.first = stack(offset);
+            spec.second = stack(offset + 8);
+        }
+        Place::Behind { pointer, offset } => {
+            spec.indirect = 1;
+            spec.first = pointer;
+            spec.offset = offset;
+        }
+    }
+    Ok(Resolved {
+        spec,
+        size: size.clamp(1, 8),
+        is_string: kind == ARG_GO_STRING,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::symbols::dwarf::Field;
+    use gotrace_common::trace::regs;
+
+    fn param(name: &str, shape: Shape) -> Param {
+        Param {
+            name: name.into(),
+            shape,
+            result: false,
+        }
+    }
+
+    fn request() -> Shape {
+        Shape::Pointer(Some(Box::new(Shape::Struct {
+            size: 24,
+            fields: vec![
+                Field {
+                    name: "Method".into(),
+                    offset: 0,
+                    shape: Shape::String,
+                },
+                Field {
+                    name: "Code".into(),
+                    offset: 16,
+                    shape: Shape::Word { size: 4 },
+                },
+            ],
+        })))
+    }
+
+    #[test]
+    fn registers_in_order() {
+        // func greet(name string, n int, req *Request)
+        let params = [
+            param("name", Shape::String),
+            param("n", Shape::Word { size: 8 }),
+            param("req", request()),
+        ];
+        let name = resolve("main.greet", &params, Convention::GoRegister, "name", &[]).unwrap();
+        assert_eq!(
+            (name.spec.first, name.spec.second),
+            (register(regs::RAX), register(regs::RBX))
+        );
+        assert!(name.is_string);
+        let n = resolve("main.greet", &params, Convention::GoRegister, "n", &[]).unwrap();
+        assert_eq!(n.spec.first, register(regs::RCX));
+        let code = resolve(
+            "main.greet",
+            &params,
+            Convention::GoRegister,
+            "req",
+            &["Code".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                code.spec.indirect,
+                code.spec.first,
+                code.spec.offset,
+                code.size
+            ),
+            (1, register(regs::RDI), 16, 4)
+        );
+    }
+
+    #[test]
+    fn what_does_not_fit_goes_on_the_stack() {
+        // Four strings need 8 registers; a fifth does not fit in the 9th.
+        let mut params: Vec<Param> = (0..5)
+            .map(|i| param(&format!("s{i}"), Shape::String))
+            .collect();
+        params.push(param("n", Shape::Word { size: 8 }));
+        let s4 = resolve("f", &params, Convention::GoRegister, "s4", &[]).unwrap();
+        assert_eq!((s4.spec.first, s4.spec.second), (stack(8), stack(16)));
+        // The following int still gets the 9th register.
+        let n = resolve("f", &params, Convention::GoRegister, "n", &[]).unwrap();
+        assert_eq!(n.spec.first, register(regs::R11));
+    }
+
+    #[test]
+    fn stack_abi_aligns_each_argument() {
+        let params = [
+            param("ok", Shape::Word { size: 1 }),
+            param("n", Shape::Word { size: 8 }),
+        ];
+        let ok = resolve("f", &params, Convention::GoStack, "ok", &[]).unwrap();
+        let n = resolve("f", &params, Convention::GoStack, "n", &[]).unwrap();
+        assert_eq!(
+            (ok.spec.first, ok.size, n.spec.first),
+            (stack(8), 1, stack(16))
+        );
+    }
+
+    #[test]
+    fn errors_name_what_is_missing() {
+        let params = [
+            param("x", Shape::Float { size: 8 }),
+            param("req", request()),
+        ];
+        assert!(matches!(
+            resolve("f", &params, Convention::GoRegister, "y", &[]),
+            Err(NamedError::NoParameter { .. })
+        ));
+        assert!(matches!(
+            resolve("f", &params, Convention::GoRegister, "x", &[]),
+            Err(NamedError::Float(_))
+        ));
+        assert!(matches!(
+            resolve(
+                "f",
+                &params,
+                Convention::GoRegister,
+                "req",
+                &["Nope".into()]
+            ),
+            Err(NamedError::NoField { .. })
+        ));
+    }
+}

@@ -1,0 +1,712 @@
+//! `gotrace trace`: one line per call, with Go arguments decoded per the
+//! function's ABI, like bcc's trace does for C.
+
+use std::{collections::HashMap, io::Write as _, path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context as _};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use gotrace_common::{
+    probe::Cookie,
+    trace::{
+        unreadable_bit, ArgSpec, Condition, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
+        ARG_WORD, EVENTS_MAP, GOID_OFFSET, JOIN_AND, JOIN_OR, LOST_MAP, MAX_ARGS, MAX_PROBES,
+        OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, PROBES_MAP, PROGRAM,
+        RING_BYTES, STRING_SIZE, TID_FILTER,
+    },
+};
+use tokio::io::unix::AsyncFd;
+
+use super::{
+    event_loop,
+    lifetime::{Event as LifetimeEvent, Lifetime},
+    select, ProbeSite, Target,
+};
+use crate::{
+    abi::{
+        amd64::{self, Convention},
+        named,
+    },
+    attach::{self, placement, Scope},
+    ebpf,
+    output::{
+        events::{self, TimeColumn, Value},
+        time::hms_now,
+    },
+    privilege,
+    probe::{
+        filter::{Op, Value as FilterValue},
+        format::{Conversion, Format},
+        spec::{ArgExpr, Kind, Spec},
+    },
+    symbols::{Binary, Function, Toolchain},
+    target::Process,
+};
+
+/// Trace calls of Go functions, printing their arguments, like bcc's trace.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "PROBE is [p:|r:][PATH:]FUNC [(FILTER)] [\"FORMAT\"[, ARG, ...]]\n\
+    ARG: goargN (Go ABI word N), argN (C ABI), retval[N] (r: probes), or a parameter name\n\
+    from DWARF (name, req.Method). Examples:\n  \
+    gotrace trace '/bin/app:main.add \"%d %d\", goarg1, goarg2'\n  \
+    gotrace trace 'r:/bin/app:main.add \"sum %d\", retval'\n  \
+    gotrace trace -p 185 'main.greet (n > 1) \"%s %d\", name, n'"
+)]
+pub struct Args {
+    /// Trace only this process (PATH may then be left out).
+    #[arg(short, long)]
+    pid: Option<u32>,
+    /// Trace only this thread.
+    #[arg(short = 'L', long = "tid")]
+    tid: Option<u32>,
+    /// Stop after this many events.
+    #[arg(short = 'M', long = "max-events")]
+    max_events: Option<u64>,
+    /// Print seconds since the first event.
+    #[arg(short = 't', long)]
+    timestamp: bool,
+    /// Print the wall-clock time.
+    #[arg(short = 'T', long, conflicts_with = "timestamp")]
+    time: bool,
+    /// Print the user stack (Go frames) of each event.
+    #[arg(short = 'U', long = "user-stack")]
+    user_stack: bool,
+    /// Print only events of processes whose name contains NAME.
+    #[arg(short = 'n', long = "name")]
+    name: Option<String>,
+    /// Stop after SECS seconds.
+    #[arg(short, long, value_name = "SECS", value_parser = super::parse_seconds)]
+    duration: Option<Duration>,
+    /// Say how each argument is read.
+    #[arg(short, long)]
+    verbose: bool,
+    /// One JSON object per event.
+    #[arg(long)]
+    json: bool,
+    /// How to attach (see funccount).
+    #[arg(long, value_enum, default_value_t, hide = true)]
+    attach: attach::Choice,
+    /// Probes (see below).
+    #[arg(required = true)]
+    probes: Vec<String>,
+}
+
+/// How to show one argument slot of a probe.
+#[derive(Clone, Copy, Debug)]
+struct Shown {
+    /// Meaningful bytes of a word.
+    size: u64,
+}
+
+/// One probe on one function, as user space prints its events.
+struct Probe {
+    function: String,
+    format: Option<Format>,
+    /// Per argument slot read by the kernel (format arguments first).
+    shown: Vec<Shown>,
+    spec: ProbeSpec,
+    binary: usize,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let process = args.pid.map(Process::find).transpose()?;
+    let specs: Vec<Spec> = args
+        .probes
+        .iter()
+        .map(|p| p.parse::<Spec>())
+        .collect::<Result<_, _>>()?;
+    let mut targets: Vec<Target> = Vec::new();
+    let mut by_path: HashMap<PathBuf, usize> = HashMap::new();
+    let mut probes: Vec<Probe> = Vec::new();
+    let mut sites: Vec<Vec<ProbeSite>> = Vec::new();
+    for spec in &specs {
+        let target = Target::open(&spec.target, false, args.pid)?;
+        let index = *by_path
+            .entry(target.located.path.clone())
+            .or_insert_with(|| {
+                targets.push(target);
+                sites.push(Vec::new());
+                targets.len() - 1
+            });
+        let target = &targets[index];
+        // The stored target may come from an earlier probe on the same
+        // binary: match this probe's own function pattern.
+        let pattern = crate::probe::pattern::Pattern::parse(&spec.target, false)?;
+        let selected = select::matching(&target.binary, &pattern, &target.located.display)?;
+        for s in &selected {
+            let Some(function) = s.function else {
+                bail!(
+                    "{} was inlined into {}: its calls have no arguments to read; \
+                     gotrace funccount counts them",
+                    s.name,
+                    s.callers().join(", ")
+                );
+            };
+            let probe_index = probes.len() as u32;
+            if probe_index >= MAX_PROBES {
+                bail!("more than {MAX_PROBES} functions to trace: narrow the probes");
+            }
+            let (mut probe_spec, shown) = compile(target, function, spec, args.verbose)?;
+            probe_spec.stack = u32::from(args.user_stack);
+            probe_spec.pid = args.pid.unwrap_or(0);
+            probe_spec.g_in_r14 =
+                u32::from(convention(&target.binary, function) == Convention::GoRegister);
+            for site in probe_sites(target, function, spec.kind, probe_index)? {
+                sites[index].push(site);
+            }
+            probes.push(Probe {
+                function: function.name.clone(),
+                format: spec.format.clone(),
+                shown,
+                spec: probe_spec,
+                binary: index,
+            });
+        }
+    }
+    privilege::check()?;
+    let goid_offset = targets
+        .iter()
+        .find_map(|t| t.binary.goid_offset())
+        .map_or(0, |(o, _)| o);
+    let tid = u64::from(args.tid.unwrap_or(0));
+
+    event_loop()?.block_on(async {
+        let mut lifetime = Lifetime::start(None, args.duration, process)?;
+        let mut ebpf = ebpf::load(|loader| {
+            loader
+                .override_global(GOID_OFFSET, &goid_offset, true)
+                .override_global(TID_FILTER, &tid, true)
+                .map_max_entries(EVENTS_MAP, RING_BYTES);
+        })?;
+        {
+            let map = ebpf.map_mut(PROBES_MAP).context("map TRACE_PROBES missing")?;
+            let mut specs: Array<&mut MapData, ProbeSpec> = Array::try_from(map)?;
+            for (i, probe) in probes.iter().enumerate() {
+                specs.set(i as u32, probe.spec, 0).context("storing probe settings")?;
+            }
+        }
+        let scope = process.map_or(Scope::AllProcesses, |p| Scope::Process(p.pid()));
+        let mut attached = Vec::new();
+        for (target, sites) in targets.iter().zip(&sites) {
+            let request = attach::Request {
+                object: ebpf::object(),
+                program: PROGRAM,
+                target: &target.located.path,
+                sites: &sites.iter().map(|s| s.site).collect::<Vec<_>>(),
+                scope,
+                choice: args.attach,
+            };
+            let done = attach::uprobes(&mut ebpf, &request, |i| sites[i].describe.clone())?;
+            if args.verbose {
+                eprintln!("gotrace: {} probes in {}, {}", sites.len(), target.located.display, done.method);
+            }
+            attached.push(done);
+        }
+        let ring = RingBuf::try_from(ebpf.take_map(EVENTS_MAP).context("map TRACE_EVENTS missing")?)?;
+        let lost: PerCpuArray<MapData, u64> =
+            PerCpuArray::try_from(ebpf.take_map(LOST_MAP).context("map TRACE_LOST missing")?)?;
+        // SAFETY: the AsyncFd owns the ring buffer, so its descriptor stays
+        // open for as long as it is registered.
+        let mut ring = unsafe { AsyncFd::register(ring) }.context("polling the event ring buffer")?;
+
+        let time = if args.timestamp {
+            TimeColumn::Relative
+        } else if args.time {
+            TimeColumn::Wall
+        } else {
+            TimeColumn::None
+        };
+        let banner = format!("Tracing {} functions... Hit Ctrl-C to end.", probes.len());
+        eprintln!("{banner}");
+        let mut out = std::io::stdout().lock();
+        if !args.json {
+            events::write_header(&mut out, time)?;
+            out.flush()?;
+        }
+        let mut printer = Printer {
+            probes: &probes,
+            targets: &targets,
+            args: &args,
+            time,
+            first: None,
+            printed: 0,
+            biases: HashMap::new(),
+        };
+        'run: loop {
+            tokio::select! {
+                end = lifetime.next() => {
+                    if let LifetimeEvent::End(super::lifetime::End::TargetExited) = end {
+                        eprintln!("gotrace: process {} exited", args.pid.unwrap_or_default());
+                    }
+                    // Drain what is already in the buffer.
+                    while let Some(item) = ring.get_mut().next() {
+                        if printer.print(&mut out, &item)? {
+                            break;
+                        }
+                    }
+                    break 'run;
+                }
+                guard = ring.readable_mut() => {
+                    let mut guard = guard.context("waiting for events")?;
+                    while let Some(item) = guard.get_inner_mut().next() {
+                        if printer.print(&mut out, &item)? {
+                            break 'run;
+                        }
+                    }
+                    guard.clear_ready();
+                }
+            }
+        }
+        out.flush()?;
+        let lost: u64 = lost.get(&0, 0)?.iter().sum();
+        if lost > 0 {
+            eprintln!("gotrace: {lost} events lost: the ring buffer was full (narrow the probes or add a filter)");
+        }
+        drop(attached);
+        Ok(())
+    })
+}
+
+/// The calling convention of `function` in `binary`.
+fn convention(binary: &Binary, function: &Function) -> Convention {
+    match binary.toolchain() {
+        Some(Toolchain::Gc) => {
+            let version = binary
+                .facts()
+                .build_info
+                .as_ref()
+                .map(|b| b.go_version.as_str());
+            let register_abi = crate::symbols::abi(Toolchain::Gc, version)
+                .is_none_or(|abi| abi == crate::symbols::Abi::Register);
+            // Assembly functions keep the stack ABI; the symbol table marks
+            // them `.abi0`.
+            if function.name.ends_with(".abi0") || !register_abi {
+                Convention::GoStack
+            } else {
+                Convention::GoRegister
+            }
+        }
+        _ => Convention::SystemV,
+    }
+}
+
+/// Turns a probe's arguments and filter into what the kernel reads.
+fn compile(
+    target: &Target,
+    function: &Function,
+    spec: &Spec,
+    verbose: bool,
+) -> anyhow::Result<(ProbeSpec, Vec<Shown>)> {
+    let convention = convention(&target.binary, function);
+    let conversions: Vec<Conversion> = spec
+        .format
+        .as_ref()
+        .map(|f| f.values().collect())
+        .unwrap_or_default();
+    // Arguments printed, then filter operands not printed.
+    let mut slots: Vec<(ArgExpr, bool)> = spec
+        .args
+        .iter()
+        .zip(&conversions)
+        .map(|(a, c)| (a.clone(), *c == Conversion::String))
+        .collect();
+    let mut conditions = Vec::new();
+    if let Some(filter) = &spec.filter {
+        for c in &filter.comparisons {
+            let wants_text = matches!(c.value, FilterValue::Str(_));
+            let slot = match slots
+                .iter()
+                .position(|(a, text)| *a == c.arg && *text == wants_text)
+            {
+                Some(i) => i,
+                None => {
+                    slots.push((c.arg.clone(), wants_text));
+                    slots.len() - 1
+                }
+            };
+            conditions.push((slot, c.op, c.value.clone()));
+        }
+    }
+    if slots.len() > MAX_ARGS {
+        bail!(
+            "probe {:?} reads {} values (arguments and filter operands); at most {MAX_ARGS}",
+            spec.target,
+            slots.len()
+        );
+    }
+    let mut probe = ProbeSpec::default();
+    let mut shown = Vec::new();
+    let mut params = None;
+    for (i, (expr, text)) in slots.iter().enumerate() {
+        let (arg, size) = read_plan(
+            target,
+            function,
+            convention,
+            spec.kind,
+            expr,
+            *text,
+            &mut params,
+        )?;
+        if verbose {
+            eprintln!("gotrace: {} {expr}: {arg:?} ({convention})", function.name);
+        }
+        probe.args[i] = arg;
+        shown.push(Shown { size });
+    }
+    for (i, (slot, op, value)) in conditions.into_iter().enumerate() {
+        let mut condition = Condition {
+            arg: slot as u32,
+            ..Condition::default()
+        };
+        match value {
+            FilterValue::Int(v) => {
+                condition.value = v;
+                condition.op = match op {
+                    Op::Eq => OP_EQ,
+                    Op::Ne => OP_NE,
+                    Op::Lt => OP_LT,
+                    Op::Le => OP_LE,
+                    Op::Gt => OP_GT,
+                    Op::Ge => OP_GE,
+                };
+                // Compare small integers as their own width would.
+                let size = shown[slot].size;
+                if size < 8 && probe.args[slot].kind == ARG_WORD {
+                    bail!(
+                        "filter on {}: a {size}-byte value; gotrace filters compare 8-byte values",
+                        slots[slot].0
+                    );
+                }
+            }
+            FilterValue::Str(s) => {
+                if s.len() >= STRING_SIZE {
+                    bail!(
+                        "filter string {s:?} is longer than {} bytes",
+                        STRING_SIZE - 1
+                    );
+                }
+                condition.op = if op == Op::Eq { OP_STR_EQ } else { OP_STR_NE };
+                condition.string_len = s.len() as u32;
+                condition.string[..s.len()].copy_from_slice(s.as_bytes());
+            }
+        }
+        probe.conditions[i] = condition;
+    }
+    probe.join = if spec.filter.as_ref().is_some_and(|f| f.any) {
+        JOIN_OR
+    } else {
+        JOIN_AND
+    };
+    Ok((probe, shown))
+}
+
+/// How to read one argument expression, and its meaningful size.
+fn read_plan(
+    target: &Target,
+    function: &Function,
+    convention: Convention,
+    kind: Kind,
+    expr: &ArgExpr,
+    text: bool,
+    params: &mut Option<Option<Vec<crate::symbols::dwarf::Param>>>,
+) -> anyhow::Result<(ArgSpec, u64)> {
+    let word = |first: u32| ArgSpec {
+        kind: ARG_WORD,
+        first,
+        ..ArgSpec::default()
+    };
+    // A Go string is two words: pointer, then length.
+    let go_string = |first: u32, second: u32| ArgSpec {
+        kind: ARG_GO_STRING,
+        first,
+        second,
+        ..ArgSpec::default()
+    };
+    let go_word = |n: u32| {
+        amd64::go_argument_word(convention, n).with_context(|| {
+            format!(
+                "goarg{n}: {} uses the C ABI (gccgo or C): use arg{n}",
+                function.name
+            )
+        })
+    };
+    Ok(match expr {
+        ArgExpr::GoArg(n) => {
+            if kind == Kind::Return {
+                bail!("goarg{n}: arguments are gone at return; use a p: probe");
+            }
+            if text {
+                (go_string(go_word(*n)?, go_word(n + 1)?), 8)
+            } else {
+                (word(go_word(*n)?), 8)
+            }
+        }
+        ArgExpr::CArg(n) => {
+            if kind == Kind::Return {
+                bail!("arg{n}: arguments are gone at return; use a p: probe");
+            }
+            let first = amd64::c_argument(*n);
+            if text {
+                (
+                    ArgSpec {
+                        kind: ARG_C_STRING,
+                        first,
+                        ..ArgSpec::default()
+                    },
+                    8,
+                )
+            } else {
+                (word(first), 8)
+            }
+        }
+        ArgExpr::Retval(n) => {
+            if kind != Kind::Return {
+                bail!("retval needs a return probe: write r:{}", function.name);
+            }
+            let result = |n: u32| {
+                amd64::result_word(convention, n).with_context(|| {
+                    format!("retval{n}: {} returns on the stack (ABI0), which gotrace does not read yet", function.name)
+                })
+            };
+            if text {
+                (go_string(result(*n)?, result(n + 1)?), 8)
+            } else {
+                (word(result(*n)?), 8)
+            }
+        }
+        ArgExpr::Named { name, fields } => {
+            if kind == Kind::Return {
+                bail!("{expr}: named arguments are read at entry; use a p: probe");
+            }
+            let params = params
+                .get_or_insert_with(|| target.binary.parameters(&function.name))
+                .as_ref()
+                .with_context(|| {
+                    format!(
+                        "{expr}: named arguments need DWARF, and {} has none for {} (stripped?): use goargN",
+                        target.located.display, function.name
+                    )
+                })?;
+            let resolved = named::resolve(&function.name, params, convention, name, fields)?;
+            if text && !resolved.is_string {
+                bail!("{expr} is not a string: print it with %d, %x or %p");
+            }
+            if !text && resolved.is_string {
+                bail!("{expr} is a string: print it with %s");
+            }
+            (resolved.spec, resolved.size)
+        }
+    })
+}
+
+/// Entry probe (at the stack-check branch where there is one: same
+/// registers, counted once), or one probe per `ret` for `r:`.
+fn probe_sites(
+    target: &Target,
+    function: &Function,
+    kind: Kind,
+    index: u32,
+) -> anyhow::Result<Vec<ProbeSite>> {
+    let code = target.binary.code(function);
+    match kind {
+        Kind::Entry => {
+            let placement = placement::entry(code, function.address);
+            Ok(vec![target.site(
+                function.address + placement.offset,
+                Cookie::new(index, placement.flags),
+                function.name.clone(),
+            )?])
+        }
+        Kind::Return => {
+            let exits = placement::exits(code, function.address);
+            if exits.is_empty() {
+                bail!(
+                    "{} has no ret instruction to probe (it never returns)",
+                    function.name
+                );
+            }
+            exits
+                .into_iter()
+                .map(|exit| {
+                    target.site(
+                        exit,
+                        Cookie::new(index, 0),
+                        format!(
+                            "{} (return at +{:#x})",
+                            function.name,
+                            exit - function.address
+                        ),
+                    )
+                })
+                .collect()
+        }
+    }
+}
+
+/// Prints events, tracking `-M` and the relative clock.
+struct Printer<'a> {
+    probes: &'a [Probe],
+    targets: &'a [Target],
+    args: &'a Args,
+    time: TimeColumn,
+    first: Option<u64>,
+    printed: u64,
+    /// Load bias per process, for symbolizing stacks of PIE binaries.
+    biases: HashMap<u32, u64>,
+}
+
+impl Printer<'_> {
+    /// Prints one ring-buffer record; true once `-M` events are printed.
+    fn print(&mut self, out: &mut impl std::io::Write, bytes: &[u8]) -> anyhow::Result<bool> {
+        if bytes.len() < std::mem::size_of::<Event>() {
+            return Ok(false);
+        }
+        // SAFETY: the kernel wrote a whole `Event` (checked length above);
+        // read_unaligned copes with the ring buffer's 8-byte alignment.
+        let event: Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let Some(probe) = self.probes.get(event.probe as usize) else {
+            return Ok(false);
+        };
+        let comm =
+            String::from_utf8_lossy(event.comm.split(|&b| b == 0).next().unwrap_or_default())
+                .into_owned();
+        if let Some(name) = &self.args.name {
+            if !comm.contains(name.as_str()) {
+                return Ok(false);
+            }
+        }
+        let values: Vec<Value> = probe
+            .shown
+            .iter()
+            .enumerate()
+            .map(|(i, shown)| decode(&event, i, probe.spec.args[i].kind, shown.size))
+            .collect();
+        let message = probe
+            .format
+            .as_ref()
+            .map(|f| events::message(f, &values))
+            .unwrap_or_default();
+        let first = *self.first.get_or_insert(event.timestamp);
+        let time = match self.time {
+            TimeColumn::None => None,
+            TimeColumn::Relative => {
+                Some(format!("{:<14.6}", (event.timestamp - first) as f64 / 1e9))
+            }
+            TimeColumn::Wall => Some(format!("{:<8}", hms_now())),
+        };
+        let frames = if probe.spec.stack != 0 {
+            self.frames(&event, probe)
+        } else {
+            Vec::new()
+        };
+        if self.args.json {
+            let line = serde_json::json!({
+                "time_ns": event.timestamp,
+                "pid": event.pid,
+                "tid": event.tid,
+                "goid": event.goid,
+                "comm": comm,
+                "func": probe.function,
+                "message": message,
+                "stack": frames,
+            });
+            writeln!(out, "{line}")?;
+        } else {
+            events::write_event(
+                out,
+                time.as_deref(),
+                (event.pid, event.tid, event.goid),
+                &comm,
+                &probe.function,
+                &message,
+            )?;
+            for frame in &frames {
+                writeln!(out, "        {frame}")?;
+            }
+        }
+        out.flush()?;
+        self.printed += 1;
+        Ok(self.args.max_events.is_some_and(|max| self.printed >= max))
+    }
+
+    /// The event's user stack, symbolized through the binary's functions.
+    fn frames(&mut self, event: &Event, probe: &Probe) -> Vec<String> {
+        let target = &self.targets[probe.binary];
+        let count = (event.stack_bytes as usize / 8).min(event.stack.len());
+        let bias = *self
+            .biases
+            .entry(event.pid)
+            .or_insert_with(|| load_bias(event.pid, &target.binary).unwrap_or(0));
+        let module = target
+            .located
+            .display
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        event.stack[..count]
+            .iter()
+            .enumerate()
+            .map(|(i, &address)| {
+                let address = address.wrapping_sub(bias);
+                // Return addresses point after the call; look up the call.
+                let lookup = if i == 0 {
+                    address
+                } else {
+                    address.wrapping_sub(1)
+                };
+                match target.binary.function_at(lookup) {
+                    Some(f) => format!("{}+{:#x} [{module}]", f.name, address - f.address),
+                    None => format!("{address:#x} [unknown]"),
+                }
+            })
+            .collect()
+    }
+}
+
+/// How far a process loaded `binary` from its link-time addresses (0 for
+/// non-PIE executables), from the first mapping of its file.
+fn load_bias(pid: u32, binary: &Binary) -> Option<u64> {
+    if !binary.facts().position_independent {
+        return Some(0);
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 || std::path::Path::new(fields[5]) != exe {
+            continue;
+        }
+        let start = u64::from_str_radix(fields[0].split('-').next()?, 16).ok()?;
+        let offset = u64::from_str_radix(fields[2], 16).ok()?;
+        let address = binary.address_of_file_offset(offset)?;
+        return Some(start - address);
+    }
+    None
+}
+
+/// The value of argument slot `i` of `event`.
+fn decode(event: &Event, i: usize, kind: u32, size: u64) -> Value {
+    if event.cut & unreadable_bit(i) != 0 {
+        return Value::Unreadable;
+    }
+    match kind {
+        ARG_GO_STRING | ARG_C_STRING => {
+            let length = (event.values[i] as usize).min(STRING_SIZE - 1);
+            let bytes = &event.strings[i][..length];
+            let bytes = if kind == ARG_C_STRING {
+                bytes.split(|&b| b == 0).next().unwrap_or_default()
+            } else {
+                bytes
+            };
+            Value::Text {
+                bytes: bytes.to_vec(),
+                cut: event.cut & (1 << i) != 0,
+            }
+        }
+        _ => Value::Int {
+            value: event.values[i],
+            size,
+        },
+    }
+}

@@ -1,0 +1,235 @@
+//! `gotrace trace`: one event per probe hit, with arguments read in the
+//! kernel as user space described them.
+//!
+//! `gotrace-cli` turns each probe's arguments into [`ArgSpec`]s (which
+//! register or stack slot, read as a word or a string, directly or through
+//! a pointer) and its filter into [`Condition`]s, and stores one
+//! [`ProbeSpec`] per probe in [`PROBES_MAP`]. The single `trace` program
+//! finds its probe from the cookie, reads the arguments, applies the filter
+//! and sends an [`Event`] through the [`EVENTS_MAP`] ring buffer.
+
+/// Bytes of [`EVENTS_MAP`] as `gotrace trace` sizes it (the object
+/// declares one page, so other tools do not pay for it).
+pub const RING_BYTES: u32 = 1 << 22;
+
+/// Name of the uprobe program on every traced instruction (entries, and
+/// each `ret` of `r:` probes). Written by `gotrace-ebpf`; read by
+/// `gotrace-cli`.
+pub const PROGRAM: &str = "trace";
+
+/// Ring buffer of [`Event`]s. Written by the `trace` program; read by
+/// `gotrace-cli`.
+pub const EVENTS_MAP: &str = "TRACE_EVENTS";
+
+/// Array of [`ProbeSpec`], indexed by the cookie's function index. Written
+/// by `gotrace-cli` before attaching; read by the `trace` program.
+pub const PROBES_MAP: &str = "TRACE_PROBES";
+
+/// Per-CPU array with one `u64`: events dropped because the ring buffer
+/// was full. Written by the `trace` program; read by `gotrace-cli`, which
+/// reports it.
+pub const LOST_MAP: &str = "TRACE_LOST";
+
+/// Global (`u64`) set by `gotrace-cli` before load: offset of `goid` in
+/// `runtime.g` (0: the binary has no goroutines to name, GOID is 0).
+pub const GOID_OFFSET: &str = "TRACE_GOID_OFFSET";
+
+/// Global (`u64`) set by `gotrace-cli` before load: only hits of this
+/// thread id count (0: any). bcc's `-L`.
+pub const TID_FILTER: &str = "TRACE_TID";
+
+/// Arguments (plus filter operands) one probe reads.
+pub const MAX_ARGS: usize = 6;
+/// Bytes of a string argument kept; longer strings are cut and marked
+/// (see [`Event::cut`]).
+pub const STRING_SIZE: usize = 64;
+/// Filter conditions per probe.
+pub const MAX_CONDITIONS: usize = 4;
+/// User stack frames kept with `-U`.
+pub const MAX_FRAMES: usize = 32;
+/// Capacity of [`PROBES_MAP`].
+pub const MAX_PROBES: u32 = 64;
+
+/// Where a value is: `LOCATION_REGISTER | index` names the `index`-th
+/// `u64` of x86-64 `pt_regs` (see [`regs`]), `LOCATION_STACK | offset` the
+/// word at `RSP + offset`.
+pub const LOCATION_REGISTER: u32 = 1 << 16;
+/// See [`LOCATION_REGISTER`].
+pub const LOCATION_STACK: u32 = 2 << 16;
+/// Masks the kind out of a location.
+pub const LOCATION_KIND: u32 = 0xffff << 16;
+
+/// Indexes of x86-64 `struct pt_regs` fields, in `u64`s.
+pub mod regs {
+    pub const R15: u32 = 0;
+    pub const R14: u32 = 1;
+    pub const R13: u32 = 2;
+    pub const R12: u32 = 3;
+    pub const RBP: u32 = 4;
+    pub const RBX: u32 = 5;
+    pub const R11: u32 = 6;
+    pub const R10: u32 = 7;
+    pub const R9: u32 = 8;
+    pub const R8: u32 = 9;
+    pub const RAX: u32 = 10;
+    pub const RCX: u32 = 11;
+    pub const RDX: u32 = 12;
+    pub const RSI: u32 = 13;
+    pub const RDI: u32 = 14;
+    pub const RSP: u32 = 19;
+    /// Number of `u64`s in `pt_regs`.
+    pub const COUNT: u32 = 21;
+}
+
+/// An argument slot is unused.
+pub const ARG_NONE: u32 = 0;
+/// A machine word.
+pub const ARG_WORD: u32 = 1;
+/// A Go string: pointer at `first`, length at `second` (or, indirect, a
+/// string header at the pointer plus `offset`).
+pub const ARG_GO_STRING: u32 = 2;
+/// A NUL-terminated C string at the pointer in `first`.
+pub const ARG_C_STRING: u32 = 3;
+
+/// How to read one argument. Written by `gotrace-cli`; read by `trace`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgSpec {
+    /// `ARG_*`.
+    pub kind: u32,
+    /// Nonzero: `first` holds a pointer, and the value (word or string
+    /// header) is read from user memory at that pointer plus `offset`.
+    pub indirect: u32,
+    /// Location of the value, or of the pointer when `indirect`.
+    pub first: u32,
+    /// Location of a Go string's length (direct strings only).
+    pub second: u32,
+    /// Byte offset added to the pointer when `indirect` (a struct field).
+    pub offset: u64,
+}
+
+/// Compare as signed integers.
+pub const OP_EQ: u32 = 1;
+pub const OP_NE: u32 = 2;
+pub const OP_LT: u32 = 3;
+pub const OP_LE: u32 = 4;
+pub const OP_GT: u32 = 5;
+pub const OP_GE: u32 = 6;
+/// String equality against [`Condition::string`].
+pub const OP_STR_EQ: u32 = 7;
+pub const OP_STR_NE: u32 = 8;
+
+/// One comparison of a filter. Written by `gotrace-cli`; read by `trace`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Condition {
+    /// `OP_*`, 0 for an unused slot.
+    pub op: u32,
+    /// Which of the probe's arguments is compared.
+    pub arg: u32,
+    /// The constant of a numeric comparison.
+    pub value: i64,
+    /// Length of [`Condition::string`].
+    pub string_len: u32,
+    /// Always 0: no implicit padding.
+    pub pad: u32,
+    /// The constant of a string comparison.
+    pub string: [u8; STRING_SIZE],
+}
+
+impl Default for Condition {
+    fn default() -> Self {
+        Self {
+            op: 0,
+            arg: 0,
+            value: 0,
+            string_len: 0,
+            pad: 0,
+            string: [0; STRING_SIZE],
+        }
+    }
+}
+
+/// Conditions all hold.
+pub const JOIN_AND: u32 = 0;
+/// At least one condition holds.
+pub const JOIN_OR: u32 = 1;
+
+/// One probe: what to read and when to send. Written by `gotrace-cli`
+/// into [`PROBES_MAP`]; read by `trace`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub args: [ArgSpec; MAX_ARGS],
+    pub conditions: [Condition; MAX_CONDITIONS],
+    /// `JOIN_*` of the conditions.
+    pub join: u32,
+    /// Nonzero: record the user stack (`-U`).
+    pub stack: u32,
+    /// Only this process (thread group) fires the probe (0: any). Probes of
+    /// a multi link filter by pid already; this also covers per-site ones.
+    pub pid: u32,
+    /// Nonzero: R14 holds the current g here (gc register-ABI code), so
+    /// the goroutine id can be read.
+    pub g_in_r14: u32,
+}
+
+impl Default for ProbeSpec {
+    fn default() -> Self {
+        Self {
+            args: [ArgSpec::default(); MAX_ARGS],
+            conditions: [Condition::default(); MAX_CONDITIONS],
+            join: JOIN_AND,
+            stack: 0,
+            pid: 0,
+            g_in_r14: 0,
+        }
+    }
+}
+
+/// One hit. Written by `trace` into [`EVENTS_MAP`]; read by `gotrace-cli`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    /// `bpf_ktime_get_ns` at the hit.
+    pub timestamp: u64,
+    /// Goroutine id (0 if unknown).
+    pub goid: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// Index of the probe (the cookie's function index).
+    pub probe: u32,
+    /// Bit `i` set: string argument `i` was longer than [`STRING_SIZE`] - 1
+    /// bytes and is cut. Bit `i + 16` set: argument `i` could not be read.
+    pub cut: u32,
+    /// Bytes of [`Event::stack`] filled (0 without `-U`).
+    pub stack_bytes: u32,
+    /// Always 0: no implicit padding.
+    pub pad: u32,
+    pub comm: [u8; 16],
+    /// Word arguments; for strings, the length the program saw.
+    pub values: [u64; MAX_ARGS],
+    /// String arguments, NUL-padded.
+    pub strings: [[u8; STRING_SIZE]; MAX_ARGS],
+    /// User stack return addresses, innermost first.
+    pub stack: [u64; MAX_FRAMES],
+}
+
+/// Bit in [`Event::cut`] for argument `i` that could not be read.
+pub const fn unreadable_bit(i: usize) -> u32 {
+    1 << (i + 16)
+}
+
+const _: () = assert!(core::mem::size_of::<ArgSpec>() == 24);
+const _: () = assert!(core::mem::size_of::<Condition>() == 24 + STRING_SIZE);
+const _: () = assert!(
+    core::mem::size_of::<ProbeSpec>() == 24 * MAX_ARGS + (24 + STRING_SIZE) * MAX_CONDITIONS + 16
+);
+const _: () = assert!(
+    core::mem::size_of::<Event>()
+        == 40 + 16 + 8 * MAX_ARGS + STRING_SIZE * MAX_ARGS + 8 * MAX_FRAMES
+);
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]` integers and byte arrays without padding.
+unsafe impl aya::Pod for ProbeSpec {}

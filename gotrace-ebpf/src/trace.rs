@@ -1,0 +1,282 @@
+//! One event per hit: read the arguments user space described, apply the
+//! filter, send the event. Every user-memory read is bounded and may fail
+//! (then the argument is marked unreadable); nothing is trusted.
+
+use aya_ebpf::{
+    bindings::{pt_regs, BPF_F_USER_STACK},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_stack, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        generated::{bpf_get_attach_cookie, bpf_probe_read_user as probe_read_user_raw},
+    },
+    macros::{map, uprobe},
+    maps::{Array, PerCpuArray, RingBuf},
+    programs::ProbeContext,
+    EbpfContext as _,
+};
+use gotrace_common::{
+    probe::Cookie,
+    trace::{
+        regs, unreadable_bit, ArgSpec, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING, ARG_WORD,
+        JOIN_OR, LOCATION_KIND, LOCATION_REGISTER, LOCATION_STACK, MAX_ARGS, MAX_CONDITIONS,
+        MAX_FRAMES, MAX_PROBES, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE,
+        STRING_SIZE,
+    },
+};
+
+// Static names are the map names of `gotrace_common::trace`.
+// One page until trace sizes it (see `gotrace_common::trace::RING_BYTES`).
+#[map]
+static TRACE_EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map]
+static TRACE_PROBES: Array<ProbeSpec> = Array::with_max_entries(MAX_PROBES, 0);
+#[map]
+static TRACE_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+// Set by gotrace-cli before load: `gotrace_common::trace::{GOID_OFFSET,
+// TID_FILTER}`.
+#[unsafe(no_mangle)]
+static TRACE_GOID_OFFSET: u64 = 0;
+#[unsafe(no_mangle)]
+static TRACE_TID: u64 = 0;
+
+#[uprobe]
+pub fn trace(ctx: ProbeContext) -> u32 {
+    // SAFETY: the helper only reads the attach cookie of the running program.
+    let cookie = Cookie(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) });
+    let Some(spec) = TRACE_PROBES.get(cookie.function()) else {
+        return 0;
+    };
+    if !crate::entry::is_call(&ctx, cookie) {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    // SAFETY: plain constants the loader filled in.
+    let wanted_tid = unsafe { core::ptr::read_volatile(&TRACE_TID) };
+    if (spec.pid != 0 && spec.pid != pid) || (wanted_tid != 0 && wanted_tid != u64::from(tid)) {
+        return 0;
+    }
+    let Some(mut entry) = TRACE_EVENTS.reserve::<Event>(0) else {
+        if let Some(lost) = TRACE_LOST.get_ptr_mut(0) {
+            // SAFETY: per-CPU slot, not shared with other CPUs.
+            unsafe { *lost += 1 };
+        }
+        return 0;
+    };
+    // The context only allows loads at constant offsets, and registers are
+    // picked by index: work on a copy.
+    // SAFETY: `ctx.regs` is the kernel's pt_regs of this hit.
+    let Ok(regs) = (unsafe { bpf_probe_read_kernel(ctx.regs as *const pt_regs) }) else {
+        entry.discard(0);
+        return 0;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` points at a reserved, exclusively owned ring buffer
+    // record of `size_of::<Event>()` bytes; it is fully written before use.
+    unsafe {
+        core::ptr::write_bytes(event, 0, 1);
+        (*event).timestamp = bpf_ktime_get_ns();
+        (*event).pid = pid;
+        (*event).tid = tid;
+        (*event).probe = cookie.function();
+        (*event).comm = bpf_get_current_comm().unwrap_or_default();
+        if spec.g_in_r14 != 0 {
+            (*event).goid = goid(&regs);
+        }
+        for i in 0..MAX_ARGS {
+            read_arg(&regs, &spec.args[i], i, &mut *event);
+        }
+        if !passes(spec, &*event) {
+            entry.discard(0);
+            return 0;
+        }
+        if spec.stack != 0 {
+            let stack = (*event).stack.as_mut_ptr().cast();
+            let got = bpf_get_stack(
+                ctx.as_ptr(),
+                stack,
+                (MAX_FRAMES * 8) as u32,
+                BPF_F_USER_STACK as u64,
+            );
+            (*event).stack_bytes = got.max(0) as u32;
+        }
+    }
+    entry.submit(0);
+    0
+}
+
+/// The goroutine id from the g in R14, 0 if unreadable.
+#[inline(always)]
+fn goid(r: &pt_regs) -> u64 {
+    // SAFETY: a plain constant the loader filled in.
+    let offset = unsafe { core::ptr::read_volatile(&TRACE_GOID_OFFSET) };
+    let g = r.r14;
+    if g == 0 || offset == 0 {
+        return 0;
+    }
+    // SAFETY: bpf_probe_read_user checks the address and fails cleanly.
+    unsafe { bpf_probe_read_user((g + offset) as *const u64) }.unwrap_or(0)
+}
+
+/// Reads argument `i` into the event's value and string slots.
+#[inline(always)]
+fn read_arg(ctx: &pt_regs, arg: &ArgSpec, i: usize, event: &mut Event) {
+    if arg.kind == 0 {
+        return;
+    }
+    let Some(first) = location(ctx, arg.first) else {
+        event.cut |= unreadable_bit(i);
+        return;
+    };
+    // Indirect: `first` is a pointer; the value or string header sits at
+    // pointer + offset.
+    let (value, length) = if arg.indirect != 0 {
+        let at = first.wrapping_add(arg.offset);
+        // SAFETY: bounded user reads that fail cleanly.
+        let value = unsafe { bpf_probe_read_user(at as *const u64) };
+        let length = unsafe { bpf_probe_read_user((at + 8) as *const u64) };
+        match (value, arg.kind) {
+            (Ok(v), ARG_GO_STRING) => (v, length.unwrap_or(0)),
+            (Ok(v), _) => (v, 0),
+            (Err(_), _) => {
+                event.cut |= unreadable_bit(i);
+                return;
+            }
+        }
+    } else {
+        let length = if arg.kind == ARG_GO_STRING {
+            location(ctx, arg.second).unwrap_or(0)
+        } else {
+            0
+        };
+        (first, length)
+    };
+    match arg.kind {
+        ARG_WORD => event.values[i] = value,
+        ARG_GO_STRING => {
+            event.values[i] = length;
+            if length >= STRING_SIZE as u64 {
+                event.cut |= 1 << i;
+            }
+            let n = (length.min(STRING_SIZE as u64 - 1) as u32) & (STRING_SIZE as u32 - 1);
+            // SAFETY: reads at most n < STRING_SIZE bytes into a buffer of
+            // STRING_SIZE; a bad pointer makes the helper fail.
+            let failed = unsafe {
+                probe_read_user_raw(event.strings[i].as_mut_ptr().cast(), n, value as *const _)
+            } < 0;
+            if failed {
+                event.cut |= unreadable_bit(i);
+            }
+        }
+        ARG_C_STRING => {
+            // SAFETY: the helper stops at the buffer's end.
+            match unsafe {
+                bpf_probe_read_user_str_bytes(value as *const u8, &mut event.strings[i])
+            } {
+                Ok(bytes) => {
+                    event.values[i] = bytes.len() as u64;
+                    if bytes.len() >= STRING_SIZE - 1 {
+                        event.cut |= 1 << i;
+                    }
+                }
+                Err(_) => event.cut |= unreadable_bit(i),
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The value at a location: a saved register, or a word on the stack.
+#[inline(always)]
+fn location(ctx: &pt_regs, location: u32) -> Option<u64> {
+    let index = location & !LOCATION_KIND;
+    match location & LOCATION_KIND {
+        LOCATION_REGISTER => register(ctx, index),
+        LOCATION_STACK => {
+            let rsp = register(ctx, regs::RSP)?;
+            // SAFETY: bounded user read that fails cleanly.
+            unsafe { bpf_probe_read_user((rsp + u64::from(index)) as *const u64) }.ok()
+        }
+        _ => None,
+    }
+}
+
+/// A saved register by `pt_regs` index, from the stack copy.
+#[inline(always)]
+fn register(r: &pt_regs, index: u32) -> Option<u64> {
+    Some(match index {
+        regs::R15 => r.r15,
+        regs::R14 => r.r14,
+        regs::R13 => r.r13,
+        regs::R12 => r.r12,
+        regs::RBP => r.rbp,
+        regs::RBX => r.rbx,
+        regs::R11 => r.r11,
+        regs::R10 => r.r10,
+        regs::R9 => r.r9,
+        regs::R8 => r.r8,
+        regs::RAX => r.rax,
+        regs::RCX => r.rcx,
+        regs::RDX => r.rdx,
+        regs::RSI => r.rsi,
+        regs::RDI => r.rdi,
+        regs::RSP => r.rsp,
+        _ => return None,
+    })
+}
+
+/// Whether the event passes the probe's filter (no conditions: it does).
+#[inline(always)]
+fn passes(spec: &ProbeSpec, event: &Event) -> bool {
+    let mut any = false;
+    let mut all = true;
+    let mut used = false;
+    for c in spec.conditions.iter().take(MAX_CONDITIONS) {
+        if c.op == 0 {
+            continue;
+        }
+        used = true;
+        let arg = (c.arg as usize) & (MAX_ARGS.next_power_of_two() - 1);
+        if arg >= MAX_ARGS {
+            return false;
+        }
+        let value = event.values[arg] as i64;
+        let holds = match c.op {
+            OP_EQ => value == c.value,
+            OP_NE => value != c.value,
+            OP_LT => value < c.value,
+            OP_LE => value <= c.value,
+            OP_GT => value > c.value,
+            OP_GE => value >= c.value,
+            OP_STR_EQ | OP_STR_NE => {
+                let equal = strings_equal(&event.strings[arg], event.values[arg], c);
+                equal == (c.op == OP_STR_EQ)
+            }
+            _ => false,
+        };
+        any |= holds;
+        all &= holds;
+    }
+    !used || if spec.join == JOIN_OR { any } else { all }
+}
+
+/// The string argument equals the condition's constant (both its length
+/// and its bytes; a cut string never equals).
+#[inline(always)]
+fn strings_equal(
+    string: &[u8; STRING_SIZE],
+    length: u64,
+    c: &gotrace_common::trace::Condition,
+) -> bool {
+    if length != u64::from(c.string_len) || length >= STRING_SIZE as u64 {
+        return false;
+    }
+    let mut same = true;
+    for i in 0..STRING_SIZE {
+        if (i as u64) < length && string[i] != c.string[i] {
+            same = false;
+        }
+    }
+    same
+}
