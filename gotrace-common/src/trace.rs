@@ -206,6 +206,11 @@ pub struct Event {
     pub stack_bytes: u32,
     /// Always 0: no implicit padding.
     pub pad: u32,
+    /// With `-U`: the word at RSP, the caller's return address. Every
+    /// probe sits where the function has no frame of its own (entry,
+    /// stack-check branch, `ret`), so the kernel's frame-pointer walk
+    /// starts at the caller's caller and this is the missing frame.
+    pub return_address: u64,
     pub comm: [u8; 16],
     /// Word arguments; for strings, the length the program saw.
     pub values: [u64; MAX_ARGS],
@@ -227,7 +232,7 @@ const _: () = assert!(
 );
 const _: () = assert!(
     core::mem::size_of::<Event>()
-        == 40 + 16 + 8 * MAX_ARGS + STRING_SIZE * MAX_ARGS + 8 * MAX_FRAMES
+        == 48 + 16 + 8 * MAX_ARGS + STRING_SIZE * MAX_ARGS + 8 * MAX_FRAMES
 );
 
 #[cfg(feature = "user")]

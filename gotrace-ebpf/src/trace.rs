@@ -100,6 +100,7 @@ pub fn trace(ctx: ProbeContext) -> u32 {
                 BPF_F_USER_STACK as u64,
             );
             (*event).stack_bytes = got.max(0) as u32;
+            (*event).return_address = bpf_probe_read_user(regs.rsp as *const u64).unwrap_or(0);
         }
     }
     entry.submit(0);

@@ -176,8 +176,8 @@ pub fn run_gotrace(args: &[&str]) -> Output {
 /// A gotrace run in the background, past its "Tracing ..." banner.
 pub struct Tracer {
     child: Child,
-    stdout: thread::JoinHandle<String>,
-    stderr: thread::JoinHandle<String>,
+    stdout: Option<thread::JoinHandle<String>>,
+    stderr: Option<thread::JoinHandle<String>>,
     /// The banner line gotrace printed once every probe was attached.
     pub banner: String,
 }
@@ -207,6 +207,16 @@ impl Tracer {
         let banner = loop {
             match banner_rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => break line,
+                // Both pipes closed without a banner: it exited.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().expect("waiting for the tracer");
+                    let out = stdout.join().unwrap_or_default();
+                    let err = stderr.join().unwrap_or_default();
+                    panic!(
+                        "{} {args:?} exited ({status}) before tracing:\n{out}{err}",
+                        program.display()
+                    );
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
                     if let Ok(Some(status)) = child.try_wait() {
                         let out = stdout.join().unwrap_or_default();
@@ -228,8 +238,8 @@ impl Tracer {
         };
         Tracer {
             child,
-            stdout,
-            stderr,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
             banner,
         }
     }
@@ -248,10 +258,25 @@ impl Tracer {
     /// Waits for gotrace to finish by itself (`-d`, target exit).
     pub fn wait(mut self) -> Output {
         let status = self.child.wait().expect("waiting for gotrace");
+        let join = |h: Option<thread::JoinHandle<String>>| {
+            h.map(|h| h.join().expect("pipe reader"))
+                .unwrap_or_default()
+        };
         Output {
             status,
-            stdout: self.stdout.join().expect("stdout reader"),
-            stderr: self.stderr.join().expect("stderr reader"),
+            stdout: join(self.stdout.take()),
+            stderr: join(self.stderr.take()),
+        }
+    }
+}
+
+/// A test that fails half way must not leave its tracer running (its
+/// probes would disturb the tests after it).
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
@@ -325,7 +350,7 @@ pub fn fixture_counts(output: &str) -> BTreeMap<String, u64> {
 /// polls for up to two seconds before reporting what remains.
 pub fn residue() -> Vec<String> {
     // Program names as the kernel keeps them (15 characters at most).
-    const OURS: &[&str] = &["funccount", "funclatency_ent", "funclatency_ret"];
+    const OURS: &[&str] = &["funccount", "funclatency_ent", "funclatency_ret", "trace"];
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let out = Command::new("bpftool")

@@ -33,6 +33,8 @@ pub struct Resolved {
     pub size: u64,
     /// Printable as text (`%s`).
     pub is_string: bool,
+    /// A signed integer (`%d` sign-extends it from its size).
+    pub signed: bool,
 }
 
 /// Why a named argument cannot be read.
@@ -201,10 +203,10 @@ pub fn resolve(
         }
         path = shown;
     }
-    let (kind, size) = match &shape {
-        Shape::Word { size } => (ARG_WORD, *size),
-        Shape::Pointer(_) => (ARG_WORD, 8),
-        Shape::String => (ARG_GO_STRING, 16),
+    let (kind, size, signed) = match &shape {
+        Shape::Word { size, signed } => (ARG_WORD, *size, *signed),
+        Shape::Pointer(_) => (ARG_WORD, 8, false),
+        Shape::String => (ARG_GO_STRING, 16, false),
         Shape::Float { .. } => return Err(NamedError::Float(path)),
         _ => return Err(NamedError::Unsupported(path)),
     };
@@ -233,6 +235,7 @@ pub fn resolve(
         spec,
         size: size.clamp(1, 8),
         is_string: kind == ARG_GO_STRING,
+        signed,
     })
 }
 
@@ -262,7 +265,10 @@ mod tests {
                 Field {
                     name: "Code".into(),
                     offset: 16,
-                    shape: Shape::Word { size: 4 },
+                    shape: Shape::Word {
+                        size: 4,
+                        signed: true,
+                    },
                 },
             ],
         })))
@@ -273,7 +279,13 @@ mod tests {
         // func greet(name string, n int, req *Request)
         let params = [
             param("name", Shape::String),
-            param("n", Shape::Word { size: 8 }),
+            param(
+                "n",
+                Shape::Word {
+                    size: 8,
+                    signed: true,
+                },
+            ),
             param("req", request()),
         ];
         let name = resolve("main.greet", &params, Convention::GoRegister, "name", &[]).unwrap();
@@ -309,7 +321,13 @@ mod tests {
         let mut params: Vec<Param> = (0..5)
             .map(|i| param(&format!("s{i}"), Shape::String))
             .collect();
-        params.push(param("n", Shape::Word { size: 8 }));
+        params.push(param(
+            "n",
+            Shape::Word {
+                size: 8,
+                signed: true,
+            },
+        ));
         let s4 = resolve("f", &params, Convention::GoRegister, "s4", &[]).unwrap();
         assert_eq!((s4.spec.first, s4.spec.second), (stack(8), stack(16)));
         // The following int still gets the 9th register.
@@ -320,8 +338,20 @@ mod tests {
     #[test]
     fn stack_abi_aligns_each_argument() {
         let params = [
-            param("ok", Shape::Word { size: 1 }),
-            param("n", Shape::Word { size: 8 }),
+            param(
+                "ok",
+                Shape::Word {
+                    size: 1,
+                    signed: false,
+                },
+            ),
+            param(
+                "n",
+                Shape::Word {
+                    size: 8,
+                    signed: true,
+                },
+            ),
         ];
         let ok = resolve("f", &params, Convention::GoStack, "ok", &[]).unwrap();
         let n = resolve("f", &params, Convention::GoStack, "n", &[]).unwrap();

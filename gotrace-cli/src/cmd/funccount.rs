@@ -91,6 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         note_inlined_only(&functions, args.verbose);
+        lifetime.begin();
         let banner = format!(
             "Tracing {} functions for \"{}\"... Hit Ctrl-C to end.",
             functions.len(),

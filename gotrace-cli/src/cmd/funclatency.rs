@@ -170,6 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             attached.push(done);
         }
+        lifetime.begin();
         let banner = format!(
             "Tracing {} functions for \"{}\"... Hit Ctrl-C to end.",
             timed.len(),

@@ -32,6 +32,7 @@ pub enum Event {
 pub struct Lifetime {
     interval: Option<Interval>,
     deadline: Option<Instant>,
+    duration: Option<Duration>,
     signals: [Signal; 3],
     target_exit: Option<AsyncFd<OwnedFd>>,
 }
@@ -67,9 +68,23 @@ impl Lifetime {
         Ok(Self {
             interval: interval.map(|i| interval_at(now + i, i)),
             deadline: duration.map(|d| now + d),
+            duration,
             signals,
             target_exit,
         })
+    }
+
+    /// Restarts the `-i` and `-d` clocks: called once tracing has begun, so
+    /// that a slow attach does not eat into them.
+    pub fn begin(&mut self) {
+        let now = Instant::now();
+        if let Some(interval) = &self.interval {
+            let period = interval.period();
+            self.interval = Some(interval_at(now + period, period));
+        }
+        if let Some(deadline) = &mut self.deadline {
+            *deadline = now + self.duration.unwrap_or_default();
+        }
     }
 
     /// Waits for the next tick or the end.

@@ -126,8 +126,18 @@ fn package_of(name: &str) -> &str {
 }
 
 /// The name closest to `wanted` (wildcards ignored), if any is close enough.
+/// A name that extends it with a suffix (gccgo's `main.add.constprop.0`
+/// clones, `.abi0` assembly) is the closest of all.
 fn closest<'b>(binary: &'b Binary, wanted: &str) -> Option<&'b str> {
     let wanted: String = wanted.chars().filter(|c| !matches!(c, '*' | '?')).collect();
+    let extended = format!("{wanted}.");
+    if let Some(f) = binary
+        .functions()
+        .iter()
+        .find(|f| f.name.starts_with(&extended))
+    {
+        return Some(&f.name);
+    }
     binary
         .functions()
         .iter()

@@ -96,6 +96,8 @@ pub struct Args {
 struct Shown {
     /// Meaningful bytes of a word.
     size: u64,
+    /// `%d` sign-extends it (goargN and friends: yes, as bcc does).
+    signed: bool,
 }
 
 /// One probe on one function, as user space prints its events.
@@ -216,6 +218,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             TimeColumn::None
         };
+        lifetime.begin();
         let banner = format!("Tracing {} functions... Hit Ctrl-C to end.", probes.len());
         eprintln!("{banner}");
         let mut out = std::io::stdout().lock();
@@ -338,7 +341,7 @@ fn compile(
     let mut shown = Vec::new();
     let mut params = None;
     for (i, (expr, text)) in slots.iter().enumerate() {
-        let (arg, size) = read_plan(
+        let (arg, size, signed) = read_plan(
             target,
             function,
             convention,
@@ -351,7 +354,7 @@ fn compile(
             eprintln!("gotrace: {} {expr}: {arg:?} ({convention})", function.name);
         }
         probe.args[i] = arg;
-        shown.push(Shown { size });
+        shown.push(Shown { size, signed });
     }
     for (i, (slot, op, value)) in conditions.into_iter().enumerate() {
         let mut condition = Condition {
@@ -409,7 +412,7 @@ fn read_plan(
     expr: &ArgExpr,
     text: bool,
     params: &mut Option<Option<Vec<crate::symbols::dwarf::Param>>>,
-) -> anyhow::Result<(ArgSpec, u64)> {
+) -> anyhow::Result<(ArgSpec, u64, bool)> {
     let word = |first: u32| ArgSpec {
         kind: ARG_WORD,
         first,
@@ -436,9 +439,9 @@ fn read_plan(
                 bail!("goarg{n}: arguments are gone at return; use a p: probe");
             }
             if text {
-                (go_string(go_word(*n)?, go_word(n + 1)?), 8)
+                (go_string(go_word(*n)?, go_word(n + 1)?), 8, true)
             } else {
-                (word(go_word(*n)?), 8)
+                (word(go_word(*n)?), 8, true)
             }
         }
         ArgExpr::CArg(n) => {
@@ -454,9 +457,10 @@ fn read_plan(
                         ..ArgSpec::default()
                     },
                     8,
+                    true,
                 )
             } else {
-                (word(first), 8)
+                (word(first), 8, true)
             }
         }
         ArgExpr::Retval(n) => {
@@ -469,9 +473,9 @@ fn read_plan(
                 })
             };
             if text {
-                (go_string(result(*n)?, result(n + 1)?), 8)
+                (go_string(result(*n)?, result(n + 1)?), 8, true)
             } else {
-                (word(result(*n)?), 8)
+                (word(result(*n)?), 8, true)
             }
         }
         ArgExpr::Named { name, fields } => {
@@ -494,7 +498,7 @@ fn read_plan(
             if !text && resolved.is_string {
                 bail!("{expr} is a string: print it with %s");
             }
-            (resolved.spec, resolved.size)
+            (resolved.spec, resolved.size, resolved.signed)
         }
     })
 }
@@ -579,7 +583,7 @@ impl Printer<'_> {
             .shown
             .iter()
             .enumerate()
-            .map(|(i, shown)| decode(&event, i, probe.spec.args[i].kind, shown.size))
+            .map(|(i, shown)| decode(&event, i, probe.spec.args[i].kind, *shown))
             .collect();
         let message = probe
             .format
@@ -644,10 +648,18 @@ impl Printer<'_> {
             .next()
             .unwrap_or_default()
             .to_owned();
-        event.stack[..count]
+        // The probe's own address, then the caller (read at RSP), then the
+        // frame-pointer walk, which starts at the caller's caller.
+        let addresses: Vec<u64> = event.stack[..count.min(1)]
             .iter()
+            .copied()
+            .chain((event.return_address != 0).then_some(event.return_address))
+            .chain(event.stack[count.min(1)..count].iter().copied())
+            .collect();
+        addresses
+            .into_iter()
             .enumerate()
-            .map(|(i, &address)| {
+            .map(|(i, address)| {
                 let address = address.wrapping_sub(bias);
                 // Return addresses point after the call; look up the call.
                 let lookup = if i == 0 {
@@ -686,7 +698,7 @@ fn load_bias(pid: u32, binary: &Binary) -> Option<u64> {
 }
 
 /// The value of argument slot `i` of `event`.
-fn decode(event: &Event, i: usize, kind: u32, size: u64) -> Value {
+fn decode(event: &Event, i: usize, kind: u32, shown: Shown) -> Value {
     if event.cut & unreadable_bit(i) != 0 {
         return Value::Unreadable;
     }
@@ -706,7 +718,8 @@ fn decode(event: &Event, i: usize, kind: u32, size: u64) -> Value {
         }
         _ => Value::Int {
             value: event.values[i],
-            size,
+            size: shown.size,
+            signed: shown.signed,
         },
     }
 }

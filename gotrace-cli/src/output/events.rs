@@ -9,8 +9,8 @@ use crate::probe::format::{Conversion, Format, Piece};
 /// A decoded argument of one event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
-    /// A word; `size` bytes of it are meaningful.
-    Int { value: u64, size: u64 },
+    /// A word; `size` bytes of it are meaningful; `signed` for `%d`.
+    Int { value: u64, size: u64, signed: bool },
     /// Text; `cut` when it was longer than the kernel kept.
     Text { bytes: Vec<u8>, cut: bool },
     /// The kernel could not read it (bad pointer, paged out).
@@ -20,16 +20,19 @@ pub enum Value {
 impl Value {
     fn unsigned(&self) -> Option<u64> {
         match self {
-            Value::Int { value, size } if *size < 8 => Some(value & ((1u64 << (8 * size)) - 1)),
+            Value::Int { value, size, .. } if *size < 8 => Some(value & ((1u64 << (8 * size)) - 1)),
             Value::Int { value, .. } => Some(*value),
             _ => None,
         }
     }
 
     fn signed(&self) -> Option<i64> {
-        let Value::Int { size, .. } = self else {
+        let Value::Int { size, signed, .. } = self else {
             return None;
         };
+        if !signed {
+            return self.unsigned().map(|u| u as i64);
+        }
         let bits = 8 * (*size).clamp(1, 8) as u32;
         let raw = self.unsigned()?;
         // Sign-extend from the value's own width.
@@ -128,26 +131,20 @@ mod tests {
 
     #[test]
     fn renders_like_printf() {
-        let format: Format = "%d %d %u %x %p %c %s|%s".parse().unwrap();
+        let format: Format = "%d %d %u %x %p %c %d %s|%s".parse().unwrap();
+        let int = |value, size, signed| Value::Int {
+            value,
+            size,
+            signed,
+        };
         let values = [
-            Value::Int { value: 42, size: 8 },
-            Value::Int {
-                value: 0xff,
-                size: 1,
-            },
-            Value::Int {
-                value: u64::MAX,
-                size: 4,
-            },
-            Value::Int {
-                value: 255,
-                size: 8,
-            },
-            Value::Int {
-                value: 0xc000010000,
-                size: 8,
-            },
-            Value::Int { value: 65, size: 1 },
+            int(42, 8, true),
+            int(0xff, 1, true),
+            int(u64::MAX, 4, true),
+            int(255, 8, true),
+            int(0xc000010000, 8, true),
+            int(65, 1, true),
+            int(0xffff, 2, false),
             Value::Text {
                 bytes: b"bob".to_vec(),
                 cut: false,
@@ -159,7 +156,7 @@ mod tests {
         ];
         assert_eq!(
             message(&format, &values),
-            "42 -1 4294967295 ff 0xc000010000 A bob|long..."
+            "42 -1 4294967295 ff 0xc000010000 A 65535 bob|long..."
         );
         let format: Format = "%d".parse().unwrap();
         assert_eq!(message(&format, &[Value::Unreadable]), "<unreadable>");

@@ -75,6 +75,7 @@ pub enum Shape {
     /// An integer, bool or other scalar of `size` bytes held in one word.
     Word {
         size: u64,
+        signed: bool,
     },
     /// A float (in X registers, which uprobes cannot read).
     Float {
@@ -110,7 +111,7 @@ impl Shape {
     /// Size in bytes.
     pub fn size(&self) -> u64 {
         match self {
-            Shape::Word { size } | Shape::Float { size } | Shape::Other { size } => *size,
+            Shape::Word { size, .. } | Shape::Float { size } | Shape::Other { size } => *size,
             Shape::Struct { size, .. } => *size,
             Shape::String | Shape::Interface => 16,
             Shape::Slice => 24,
@@ -270,7 +271,13 @@ impl<R: gimli::Reader> Types<'_, R> {
                     Some(gimli::AttributeValue::Encoding(gimli::DW_ATE_float)) => {
                         Shape::Float { size }
                     }
-                    _ => Shape::Word { size },
+                    Some(gimli::AttributeValue::Encoding(gimli::DW_ATE_signed)) => {
+                        Shape::Word { size, signed: true }
+                    }
+                    _ => Shape::Word {
+                        size,
+                        signed: false,
+                    },
                 }
             }
             gimli::DW_TAG_pointer_type => Shape::Pointer(

@@ -1,0 +1,326 @@
+//! `gotrace trace` on the args fixture, whose calls and argument values are
+//! fixed in its source (add(42, 13), greet("bob", i), handle(&Request{"GET",
+//! 200}, 3), small(true, -5, 65535), asmAdd(7, 8)): every ABI gotrace reads.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    process::{Command, Stdio},
+};
+
+use integration_tests::{assert_one_line_error, run_gotrace, Fixture, Go, Output, Tracer};
+
+/// gccgo specializes small functions (`main.add.constprop.0`) at -O2 and
+/// calls a pure function once per loop; turn that off so the C-ABI
+/// arguments stay the Go ones and every call happens.
+const GCCGO_FLAGS: &[&str] = &["-fno-ipa-cp", "-fno-ipa-sra", "-fno-ipa-pure-const"];
+
+fn build(go: Go) -> Fixture {
+    match go {
+        Go::Gccgo => Fixture::build_with("args", go, GCCGO_FLAGS),
+        _ => Fixture::build("args", go),
+    }
+}
+
+/// Runs the fixture `calls` times under `gotrace trace PROBES...`.
+fn trace(fixture: &Fixture, options: &[&str], probes: &[String], calls: u32) -> Output {
+    let mut args = vec!["trace"];
+    args.extend(options);
+    args.extend(probes.iter().map(String::as_str));
+    let tracer = Tracer::start(&args);
+    fixture.run(&[&calls.to_string()]);
+    tracer.stop(libc::SIGINT)
+}
+
+/// The event lines (after the header) as (function, message).
+fn events(out: &Output) -> Vec<(String, String)> {
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("PID"))
+        .skip(1)
+        .filter(|l| !l.starts_with(' '))
+        .map(|l| {
+            let fields: Vec<&str> = l
+                .splitn(6, char::is_whitespace)
+                .filter(|f| !f.is_empty())
+                .collect();
+            let rest: Vec<&str> = l.split_whitespace().skip(4).collect();
+            let _ = fields;
+            (rest[0].to_owned(), rest[1..].join(" "))
+        })
+        .collect()
+}
+
+/// `[p:|r:]BINARY:text` for a probe on the fixture.
+fn probe(fixture: &Fixture, text: &str) -> String {
+    let (kind, rest) = match text.split_once(':') {
+        Some((kind @ ("p" | "r"), rest)) => (format!("{kind}:"), rest),
+        _ => (String::new(), text),
+    };
+    format!("{kind}{}:{rest}", fixture.binary.display())
+}
+
+/// The 2017 post's example, which printed garbage under bcc: Go's register
+/// ABI arguments and results, on both ends of the register-ABI versions.
+fn register_abi(go: Go) {
+    let args = build(go);
+    let out = trace(
+        &args,
+        &[],
+        &[
+            probe(&args, r#"main.add "%d %d", goarg1, goarg2"#),
+            probe(&args, r#"r:main.add "%d", retval"#),
+        ],
+        3,
+    );
+    let lines = events(&out);
+    let adds: Vec<&str> = lines
+        .iter()
+        .filter(|(f, _)| f == "main.add")
+        .map(|(_, m)| m.as_str())
+        .collect();
+    assert_eq!(
+        adds,
+        ["42 13", "55", "42 13", "55", "42 13", "55"],
+        "{}",
+        out.stdout
+    );
+    // GOID: the main goroutine is 1.
+    let first = out.stdout.lines().find(|l| l.contains("main.add")).unwrap();
+    assert_eq!(first.split_whitespace().nth(2), Some("1"), "{first}");
+}
+
+#[test]
+fn register_abi_go119() {
+    register_abi(Go::Go119);
+}
+
+#[test]
+fn register_abi_go127() {
+    register_abi(Go::Go127);
+}
+
+/// gccgo: the C ABI, read with argN.
+#[test]
+fn gccgo_c_abi() {
+    let args = build(Go::Gccgo);
+    let out = trace(
+        &args,
+        &[],
+        &[probe(&args, r#"main.add "%d %d", arg1, arg2"#)],
+        2,
+    );
+    assert_eq!(
+        events(&out),
+        [
+            ("main.add".into(), "42 13".into()),
+            ("main.add".into(), "42 13".into())
+        ]
+    );
+    // goargN reads Go's own ABI, which gccgo code does not use.
+    let err = run_gotrace(&["trace", &probe(&args, r#"main.add "%d", goarg1"#)]);
+    assert_one_line_error(&err, &["goarg1", "use arg1"]);
+}
+
+/// An assembly (ABI0) function takes its arguments on the stack.
+#[test]
+fn stack_abi_assembly_function() {
+    for go in [Go::Go119, Go::Go127] {
+        let args = build(go);
+        let out = trace(
+            &args,
+            &[],
+            &[probe(&args, r#"main.asmAdd.abi0 "%d %d", goarg1, goarg2"#)],
+            2,
+        );
+        let lines = events(&out);
+        assert_eq!(lines.len(), 2, "{}", out.stdout);
+        assert!(
+            lines.iter().all(|(_, m)| m == "7 8"),
+            "{go:?}: {}",
+            out.stdout
+        );
+    }
+}
+
+/// Named arguments from DWARF: strings, ints of every width and sign, and
+/// a field behind a struct pointer.
+#[test]
+fn named_arguments() {
+    for go in [Go::Go119, Go::Go127] {
+        let args = build(go);
+        let out = trace(
+            &args,
+            &[],
+            &[
+                probe(&args, r#"main.greet "%s %d", name, n"#),
+                probe(
+                    &args,
+                    r#"main.handle "%s %d %d", req.Method, req.Code, retries"#,
+                ),
+                probe(&args, r#"main.small "%d %d %d", ok, b, u"#),
+            ],
+            2,
+        );
+        let lines = events(&out);
+        let messages: Vec<&str> = lines.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "bob 0",
+                "GET 200 3",
+                "1 -5 65535",
+                "bob 1",
+                "GET 200 3",
+                "1 -5 65535"
+            ],
+            "{go:?}: {}",
+            out.stdout
+        );
+    }
+}
+
+/// Filters run in the kernel: numbers, strings, && and ||.
+#[test]
+fn filters() {
+    let args = build(Go::Go127);
+    let cases: [(&str, &[&str]); 5] = [
+        (r#"main.greet (n == 1) "%s %d", name, n"#, &["bob 1"]),
+        (r#"main.greet (n >= 1 && n < 3) "%d", n"#, &["1", "2"]),
+        (r#"main.greet (n == 0 || n == 3) "%d", n"#, &["0", "3"]),
+        (r#"main.greet (name == "bob" && n == 2) "%d", n"#, &["2"]),
+        (r#"main.greet (name != "bob") "%d", n"#, &[]),
+    ];
+    for (text, expected) in cases {
+        let out = trace(&args, &[], &[probe(&args, text)], 4);
+        let messages: Vec<String> = events(&out).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(messages, expected, "{text}");
+    }
+}
+
+/// -M stops after that many events; --json prints one object per event.
+#[test]
+fn max_events_and_json() {
+    let args = build(Go::Go119);
+    let tracer = Tracer::start(&[
+        "trace",
+        "-M",
+        "3",
+        "--json",
+        &probe(&args, r#"main.add "%d %d", goarg1, goarg2"#),
+    ]);
+    args.run(&["10"]);
+    let out = tracer.wait();
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert_eq!(lines[0]["message"], "42 13");
+    assert_eq!(lines[0]["func"], "main.add");
+}
+
+/// -U prints the Go stack: the function, its caller, the runtime.
+#[test]
+fn user_stack() {
+    let args = build(Go::Go127);
+    let out = trace(
+        &args,
+        &["-U"],
+        &[probe(&args, r#"main.add "%d", goarg1"#)],
+        1,
+    );
+    let frames: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("        "))
+        .map(str::trim)
+        .collect();
+    assert!(frames.len() >= 3, "{}", out.stdout);
+    assert!(frames[0].starts_with("main.add+0x"), "{frames:?}");
+    assert!(frames[1].starts_with("main.main+0x"), "{frames:?}");
+    assert!(
+        frames.iter().any(|f| f.starts_with("runtime.main+0x")),
+        "{frames:?}"
+    );
+}
+
+/// -p: only that process, found without a path.
+#[test]
+fn pid_only() {
+    let counter = Fixture::build("counter", Go::Go127);
+    let mut target = Command::new(&counter.binary)
+        .args(["5", "0"])
+        .env("COUNTER_WAIT", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(target.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid = target.id().to_string();
+    let tracer = Tracer::start(&["trace", "-p", &pid, r#"main.leaf "%d", goarg1"#]);
+    counter.run(&["7"]); // another process: not traced
+    target.stdin.take().unwrap().write_all(b"\n").unwrap();
+    assert!(target.wait().unwrap().success());
+    let out = tracer.wait();
+    let messages: Vec<String> = events(&out).into_iter().map(|(_, m)| m).collect();
+    assert_eq!(messages, ["0", "1", "2", "3", "4"], "{}", out.stdout);
+    assert!(
+        out.stdout.lines().skip(1).all(|l| l.starts_with(&pid)),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Probes that cannot be read right are refused before anything attaches.
+#[test]
+fn bad_probes() {
+    let args = build(Go::Go127);
+    let stripped = Fixture::build_with("args", Go::Go127, &["-ldflags=-s -w"]);
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            probe(&args, r#"main.add "%d %d", goarg1"#),
+            vec!["1 argument"],
+        ),
+        (probe(&args, r#"main.add "%q", goarg1"#), vec!["%q"]),
+        (probe(&args, r#"main.add "%d", retval"#), vec!["r:main.add"]),
+        (probe(&args, r#"r:main.add "%d", goarg1"#), vec!["p: probe"]),
+        (
+            probe(&args, r#"main.add "%d", z"#),
+            vec!["no parameter \"z\"", "x, y"],
+        ),
+        (
+            probe(&args, r#"main.greet "%d", name"#),
+            vec!["name is a string", "%s"],
+        ),
+        (probe(&args, r#"main.greet "%s", n"#), vec!["not a string"]),
+        (
+            probe(&args, r#"main.handle "%d", req.Nope"#),
+            vec!["no field \"Nope\""],
+        ),
+        (
+            probe(&args, r#"main.add (goarg1 ~ 3) "%d", goarg1"#),
+            vec!["not a comparison"],
+        ),
+        (
+            probe(&args, r#"main.add (x == 1 && y == 2 || x == 3)"#),
+            vec!["mixes"],
+        ),
+        (
+            probe(&stripped, r#"main.add "%d", x"#),
+            vec!["need DWARF", "goargN"],
+        ),
+        (probe(&args, "main.nosuch"), vec!["no function"]),
+        (String::new(), vec!["empty probe"]),
+    ];
+    for (text, needles) in &cases {
+        let out = run_gotrace(&["trace", text]);
+        println!("{text} -> {}", out.stderr.trim_end());
+        assert_one_line_error(&out, needles);
+    }
+}
