@@ -2,6 +2,7 @@
 //! machine lacks, building the eBPF side, the demo, the root test suite and
 //! the benchmark. Every step says what it does and skips what is done.
 
+mod bench;
 mod build;
 mod demo;
 mod setup;
@@ -27,6 +28,9 @@ enum Command {
     Build,
     /// Set up, build, and run gotrace funccount on the bundled demo program.
     Demo,
+    /// Set up, build, and benchmark gotrace against bcc and bpftrace on the
+    /// same Go binaries; writes bench/results.md.
+    Bench,
     /// Set up, build, and run every test: unit tests and root tests against
     /// Go programs built by Go 1.19, Go 1.27 and gccgo.
     Test {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         Command::Setup => setup::all().map(drop),
         Command::Build => setup::build_tools().and_then(|()| build::gotrace().map(drop)),
         Command::Demo => demo::demo(),
+        Command::Bench => bench::bench(),
         Command::Test { filter } => test::run_all(&filter),
     };
     match result {
