@@ -324,3 +324,37 @@ fn bad_probes() {
         assert_one_line_error(&out, needles);
     }
 }
+
+/// -Z cuts strings (marked "..."); -n keeps only matching process names;
+/// -L only one thread; -t prints seconds since the first event.
+#[test]
+fn output_options() {
+    let args = build(Go::Go127);
+    let greet = probe(&args, r#"main.greet "%s", name"#);
+    let cut = trace(&args, &["-Z", "3"], &[greet.clone()], 1);
+    assert_eq!(events(&cut), [("main.greet".into(), "bo...".into())]);
+
+    let named = trace(&args, &["-n", "arg"], &[greet.clone()], 2);
+    assert_eq!(events(&named).len(), 2, "{}", named.stdout);
+    let other = trace(&args, &["-n", "nosuchcomm"], &[greet.clone()], 2);
+    assert_eq!(events(&other).len(), 0, "{}", other.stdout);
+    let no_thread = trace(&args, &["-L", "1"], &[greet.clone()], 2);
+    assert_eq!(events(&no_thread).len(), 0, "{}", no_thread.stdout);
+
+    let timed = trace(&args, &["-t"], &[greet], 2);
+    assert!(timed.stdout.starts_with("TIME"), "{}", timed.stdout);
+    let first: f64 = timed
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(first, 0.0);
+
+    let err = run_gotrace(&["trace", "-Z", "200", &probe(&args, "main.add")]);
+    assert_one_line_error(&err, &["--string-size"]);
+}

@@ -83,6 +83,11 @@ pub struct Args {
     /// One JSON object per event.
     #[arg(long)]
     json: bool,
+    /// Keep at most N-1 bytes of each string (2..=64, bcc's -Z); longer
+    /// strings end in "...". The kernel never reads more than 63 bytes.
+    #[arg(short = 'Z', long = "string-size", value_name = "N", default_value_t = STRING_SIZE as u32,
+          value_parser = clap::value_parser!(u32).range(2..=STRING_SIZE as i64))]
+    string_size: u32,
     /// How to attach (see funccount).
     #[arg(long, value_enum, default_value_t, hide = true)]
     attach: attach::Choice,
@@ -583,7 +588,15 @@ impl Printer<'_> {
             .shown
             .iter()
             .enumerate()
-            .map(|(i, shown)| decode(&event, i, probe.spec.args[i].kind, *shown))
+            .map(|(i, shown)| {
+                decode(
+                    &event,
+                    i,
+                    probe.spec.args[i].kind,
+                    *shown,
+                    self.args.string_size as usize,
+                )
+            })
             .collect();
         let message = probe
             .format
@@ -698,7 +711,7 @@ fn load_bias(pid: u32, binary: &Binary) -> Option<u64> {
 }
 
 /// The value of argument slot `i` of `event`.
-fn decode(event: &Event, i: usize, kind: u32, shown: Shown) -> Value {
+fn decode(event: &Event, i: usize, kind: u32, shown: Shown, string_size: usize) -> Value {
     if event.cut & unreadable_bit(i) != 0 {
         return Value::Unreadable;
     }
@@ -711,9 +724,10 @@ fn decode(event: &Event, i: usize, kind: u32, shown: Shown) -> Value {
             } else {
                 bytes
             };
+            let keep = string_size.saturating_sub(1);
             Value::Text {
-                bytes: bytes.to_vec(),
-                cut: event.cut & (1 << i) != 0,
+                bytes: bytes[..bytes.len().min(keep)].to_vec(),
+                cut: event.cut & (1 << i) != 0 || bytes.len() > keep,
             }
         }
         _ => Value::Int {
