@@ -49,7 +49,12 @@ fn soak(go: Go) {
     assert_eq!(residue(), Vec::<String>::new());
 }
 
+/// Known failure, kept visible: with probes on Go 1.19's runtime.gcWriteBarrier{DX,BX,SI,R8,R9}
+/// stubs (`XCHGQ AX, reg; CALL gcWriteBarrier`), the traced program dies
+/// in runtime.deltimer with a nil pointer (probes on any one of them alone
+/// do not reproduce it). Under investigation (issue 6); run with --ignored.
 #[test]
+#[ignore = "Go 1.19 dies under probes on runtime.gcWriteBarrier* stubs; see the comment"]
 fn soak_go119() {
     soak(Go::Go119);
 }
