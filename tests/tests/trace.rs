@@ -331,14 +331,19 @@ fn bad_probes() {
 fn output_options() {
     let args = build(Go::Go127);
     let greet = probe(&args, r#"main.greet "%s", name"#);
-    let cut = trace(&args, &["-Z", "3"], &[greet.clone()], 1);
+    let cut = trace(&args, &["-Z", "3"], std::slice::from_ref(&greet), 1);
     assert_eq!(events(&cut), [("main.greet".into(), "bo...".into())]);
 
-    let named = trace(&args, &["-n", "arg"], &[greet.clone()], 2);
+    let named = trace(&args, &["-n", "arg"], std::slice::from_ref(&greet), 2);
     assert_eq!(events(&named).len(), 2, "{}", named.stdout);
-    let other = trace(&args, &["-n", "nosuchcomm"], &[greet.clone()], 2);
+    let other = trace(
+        &args,
+        &["-n", "nosuchcomm"],
+        std::slice::from_ref(&greet),
+        2,
+    );
     assert_eq!(events(&other).len(), 0, "{}", other.stdout);
-    let no_thread = trace(&args, &["-L", "1"], &[greet.clone()], 2);
+    let no_thread = trace(&args, &["-L", "1"], std::slice::from_ref(&greet), 2);
     assert_eq!(events(&no_thread).len(), 0, "{}", no_thread.stdout);
 
     let timed = trace(&args, &["-t"], &[greet], 2);

@@ -309,7 +309,7 @@ fn packages(gotrace: &Path, binary: &Path) -> anyhow::Result<Vec<(String, usize)
         *counts.entry(package.to_owned()).or_default() += 1;
     }
     let mut counts: Vec<(String, usize)> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     Ok(counts)
 }
 
