@@ -66,10 +66,6 @@ pub const EVENT_LOST_START: u32 = 2;
 /// Number of `EVENT_*` counters.
 pub const EVENTS: u32 = 3;
 
-/// Global (`u64`) set by `gotrace-cli` before load: the byte offset of
-/// `goid` in `runtime.g`. Read by both programs.
-pub const GOID_OFFSET: &str = "GOID_OFFSET";
-
 /// Global (`u64`) set by `gotrace-cli` before load: latencies are divided
 /// by this before bucketing (1 ns, 1000 us, 1000000 ms), as bcc does. Read
 /// by the return program.

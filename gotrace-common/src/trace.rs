@@ -30,10 +30,6 @@ pub const PROBES_MAP: &str = "TRACE_PROBES";
 /// reports it.
 pub const LOST_MAP: &str = "TRACE_LOST";
 
-/// Global (`u64`) set by `gotrace-cli` before load: offset of `goid` in
-/// `runtime.g` (0: the binary has no goroutines to name, GOID is 0).
-pub const GOID_OFFSET: &str = "TRACE_GOID_OFFSET";
-
 /// Global (`u64`) set by `gotrace-cli` before load: only hits of this
 /// thread id count (0: any). bcc's `-L`.
 pub const TID_FILTER: &str = "TRACE_TID";

@@ -67,15 +67,10 @@ pub fn funclatency_entry(ctx: ProbeContext) -> u32 {
         let _ = FUNCLATENCY_STARTS.insert(&key, &now, 0);
         return 0;
     }
-    let Some(goid) = goroutine::current_id(&ctx) else {
-        count(EVENT_NO_GOID);
+    let Some(depth_key) = depth_key(&ctx, cookie.function()) else {
         return 0;
     };
-    let depth_key = DepthKey {
-        goid,
-        function: cookie.function(),
-        pad: 0,
-    };
+    let goid = depth_key.goid;
     // SAFETY: the value is copied out at once; LRU maps tolerate races.
     let depth = unsafe { FUNCLATENCY_DEPTHS.get(&depth_key) }
         .copied()
@@ -108,15 +103,10 @@ pub fn funclatency_return(ctx: ProbeContext) -> u32 {
         }
         return 0;
     }
-    let Some(goid) = goroutine::current_id(&ctx) else {
-        count(EVENT_NO_GOID);
+    let Some(depth_key) = depth_key(&ctx, function) else {
         return 0;
     };
-    let depth_key = DepthKey {
-        goid,
-        function,
-        pad: 0,
-    };
+    let goid = depth_key.goid;
     // SAFETY: copied out at once.
     let depth = match unsafe { FUNCLATENCY_DEPTHS.get(&depth_key) }.copied() {
         Some(depth) if depth > 0 => depth - 1,
@@ -161,6 +151,21 @@ fn record(function: u32, nanoseconds: u64) {
         nanoseconds,
     );
     add(&FUNCLATENCY_STATS, function * STATS_PER_FUNCTION + 1, 1);
+}
+
+/// The running goroutine's open-call counter key for `function`; counts
+/// `EVENT_NO_GOID` when the goroutine cannot be named.
+#[inline(always)]
+fn depth_key(ctx: &ProbeContext, function: u32) -> Option<DepthKey> {
+    let Some(goid) = goroutine::current_id(ctx) else {
+        count(EVENT_NO_GOID);
+        return None;
+    };
+    Some(DepthKey {
+        goid,
+        function,
+        pad: 0,
+    })
 }
 
 #[inline(always)]

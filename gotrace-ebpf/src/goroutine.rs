@@ -7,7 +7,7 @@
 
 use aya_ebpf::{helpers::bpf_probe_read_user, programs::ProbeContext};
 
-// Set by gotrace-cli before load: `gotrace_common::funclatency::GOID_OFFSET`.
+// Set by gotrace-cli before load: `gotrace_common::probe::GOID_OFFSET`.
 #[unsafe(no_mangle)]
 static GOID_OFFSET: u64 = 0;
 
@@ -16,12 +16,18 @@ static GOID_OFFSET: u64 = 0;
 #[inline(always)]
 pub fn current_id(ctx: &ProbeContext) -> Option<u64> {
     // SAFETY: `regs` points at the pt_regs the kernel passed to this uprobe.
-    let g = unsafe { (*ctx.regs).r14 };
-    if g == 0 {
+    goid_of(unsafe { (*ctx.regs).r14 })
+}
+
+/// The goroutine id of the g at `g`. `None` for a null g, an unknown
+/// offset, or memory that cannot be read.
+#[inline(always)]
+pub fn goid_of(g: u64) -> Option<u64> {
+    // SAFETY: a plain constant the loader filled in.
+    let offset = unsafe { core::ptr::read_volatile(&GOID_OFFSET) };
+    if g == 0 || offset == 0 {
         return None;
     }
-    // SAFETY: as above.
-    let offset = unsafe { core::ptr::read_volatile(&GOID_OFFSET) };
     // SAFETY: bpf_probe_read_user checks the address and fails cleanly.
     unsafe { bpf_probe_read_user((g + offset) as *const u64) }.ok()
 }

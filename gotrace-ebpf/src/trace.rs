@@ -33,10 +33,7 @@ static TRACE_PROBES: Array<ProbeSpec> = Array::with_max_entries(MAX_PROBES, 0);
 #[map]
 static TRACE_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-// Set by gotrace-cli before load: `gotrace_common::trace::{GOID_OFFSET,
-// TID_FILTER}`.
-#[unsafe(no_mangle)]
-static TRACE_GOID_OFFSET: u64 = 0;
+// Set by gotrace-cli before load: `gotrace_common::trace::TID_FILTER`.
 #[unsafe(no_mangle)]
 static TRACE_TID: u64 = 0;
 
@@ -82,7 +79,7 @@ pub fn trace(ctx: ProbeContext) -> u32 {
         (*event).probe = cookie.function();
         (*event).comm = bpf_get_current_comm().unwrap_or_default();
         if spec.g_in_r14 != 0 {
-            (*event).goid = goid(&regs);
+            (*event).goid = crate::goroutine::goid_of(regs.r14).unwrap_or(0);
         }
         for i in 0..MAX_ARGS {
             read_arg(&regs, &spec.args[i], i, &mut *event);
@@ -105,19 +102,6 @@ pub fn trace(ctx: ProbeContext) -> u32 {
     }
     entry.submit(0);
     0
-}
-
-/// The goroutine id from the g in R14, 0 if unreadable.
-#[inline(always)]
-fn goid(r: &pt_regs) -> u64 {
-    // SAFETY: a plain constant the loader filled in.
-    let offset = unsafe { core::ptr::read_volatile(&TRACE_GOID_OFFSET) };
-    let g = r.r14;
-    if g == 0 || offset == 0 {
-        return 0;
-    }
-    // SAFETY: bpf_probe_read_user checks the address and fails cleanly.
-    unsafe { bpf_probe_read_user((g + offset) as *const u64) }.unwrap_or(0)
 }
 
 /// Reads argument `i` into the event's value and string slots.

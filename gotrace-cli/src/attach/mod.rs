@@ -36,6 +36,13 @@ pub enum Scope {
     Process(NonZeroU32),
 }
 
+impl Scope {
+    /// The scope of `-p PID`, or every process without it.
+    pub fn of(process: Option<crate::target::Process>) -> Self {
+        process.map_or(Scope::AllProcesses, |p| Scope::Process(p.pid()))
+    }
+}
+
 /// How the probes were attached, for `-v`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {

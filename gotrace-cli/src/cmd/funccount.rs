@@ -10,14 +10,14 @@ use gotrace_common::{
 };
 
 use super::{
-    event_loop,
-    lifetime::{End, Event, Lifetime},
-    parse_seconds,
+    attach_sites, event_loop,
+    lifetime::{Event, Lifetime},
+    note_end, parse_seconds, print_banner,
     select::{self, Selected},
     ProbeSite, Target,
 };
 use crate::{
-    attach::{self, placement, Scope},
+    attach::{self, placement},
     ebpf,
     output::{counts, time::hms_now},
     privilege,
@@ -74,22 +74,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut ebpf = ebpf::load(|loader| {
             loader.map_max_entries(COUNTS_MAP, functions.len() as u32);
         })?;
-        let scope = process.map_or(Scope::AllProcesses, |p| Scope::Process(p.pid()));
-        let request = attach::Request {
-            object: ebpf::object(),
-            program: PROGRAM,
-            target: &located.path,
-            sites: &sites.iter().map(|s| s.site).collect::<Vec<_>>(),
-            scope,
-            choice: args.attach,
-        };
-        let attached = attach::uprobes(&mut ebpf, &request, |i| sites[i].describe.clone())?;
-        if args.verbose {
-            eprintln!("gotrace: attached with {}", attached.method);
-            if let Some(reason) = &attached.fallback_reason {
-                eprintln!("gotrace: uprobe_multi not used: {reason}");
-            }
-        }
+        let _attached = attach_sites(
+            &mut ebpf,
+            PROGRAM,
+            located,
+            &sites,
+            process,
+            args.attach,
+            args.verbose,
+        )?;
         note_inlined_only(&functions, args.verbose);
         lifetime.begin();
         let banner = format!(
@@ -97,11 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             functions.len(),
             args.pattern
         );
-        if args.json {
-            eprintln!("{banner}");
-        } else {
-            println!("{banner}");
-        }
+        print_banner(&banner, args.json);
 
         let map = ebpf
             .map(COUNTS_MAP)
@@ -134,9 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             previous = totals;
             if let Event::End(end) = event {
-                if end == End::TargetExited {
-                    eprintln!("gotrace: process {} exited", args.pid.unwrap_or_default());
-                }
+                note_end(end, args.pid);
                 if !args.json {
                     writeln!(out, "Detaching...")?;
                 }

@@ -13,21 +13,21 @@ use aya::maps::{HashMap, MapData, PerCpuArray};
 use gotrace_common::{
     funclatency::{
         StartKey, DEPTHS_MAP, ENTRY_PROGRAM, EVENTS, EVENTS_MAP, EVENT_LOST_START, EVENT_NO_GOID,
-        EVENT_UNPAIRED_RETURN, GOID_OFFSET, HISTOGRAM_MAP, KEY_BY_STACK_POINTER, MAX_OPEN_CALLS,
-        RETURN_PROGRAM, SLOTS, STARTS_MAP, STATS_MAP, STATS_PER_FUNCTION, UNIT_DIVISOR,
+        EVENT_UNPAIRED_RETURN, HISTOGRAM_MAP, KEY_BY_STACK_POINTER, MAX_OPEN_CALLS, RETURN_PROGRAM,
+        SLOTS, STARTS_MAP, STATS_MAP, STATS_PER_FUNCTION, UNIT_DIVISOR,
     },
-    probe::Cookie,
+    probe::{Cookie, GOID_OFFSET},
 };
 
 use super::{
-    event_loop,
-    lifetime::{End, Event, Lifetime},
-    parse_seconds,
+    attach_sites, event_loop,
+    lifetime::{Event, Lifetime},
+    note_end, parse_seconds, print_banner,
     select::{self, Selected},
     ProbeSite, Target,
 };
 use crate::{
-    attach::{self, placement, Scope},
+    attach::{self, placement},
     ebpf,
     output::{
         histogram::{self, Histogram},
@@ -144,31 +144,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .override_global(UNIT_DIVISOR, &divisor, true)
                 .override_global(KEY_BY_STACK_POINTER, &by_stack_pointer, true);
         })?;
-        let scope = target
-            .process
-            .map_or(Scope::AllProcesses, |p| Scope::Process(p.pid()));
         let mut attached = Vec::new();
         // Returns first: a return seen before its entry probe existed is
         // merely unpaired, while an entry without its return probe would
         // leave a start behind.
         for (program, sites) in [(RETURN_PROGRAM, &exits), (ENTRY_PROGRAM, &entries)] {
-            let request = attach::Request {
-                object: ebpf::object(),
+            attached.push(attach_sites(
+                &mut ebpf,
                 program,
-                target: &target.located.path,
-                sites: &sites.iter().map(|s| s.site).collect::<Vec<_>>(),
-                scope,
-                choice: args.attach,
-            };
-            let done = attach::uprobes(&mut ebpf, &request, |i| sites[i].describe.clone())?;
-            if args.verbose {
-                eprintln!(
-                    "gotrace: {program}: {} probes, {}",
-                    sites.len(),
-                    done.method
-                );
-            }
-            attached.push(done);
+                &target.located,
+                sites,
+                target.process,
+                args.attach,
+                args.verbose,
+            )?);
         }
         lifetime.begin();
         let banner = format!(
@@ -176,11 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             timed.len(),
             args.pattern
         );
-        if args.json {
-            eprintln!("{banner}");
-        } else {
-            println!("{banner}");
-        }
+        print_banner(&banner, args.json);
 
         let maps = Maps::new(&mut ebpf)?;
         let mut previous = vec![Histogram::default(); timed.len()];
@@ -233,9 +218,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             previous = now;
             if let Event::End(end) = event {
-                if end == End::TargetExited {
-                    eprintln!("gotrace: process {} exited", args.pid.unwrap_or_default());
-                }
+                note_end(end, args.pid);
                 let events = maps.events()?;
                 if open > 0 {
                     eprintln!(

@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use gotrace_common::probe::Cookie;
 
 use crate::{
-    attach::Site,
+    attach::{self, Attached, Choice, Scope, Site},
+    ebpf,
     probe::pattern::Pattern,
     symbols::{self, Binary, Located},
     target::Process,
@@ -64,6 +65,55 @@ impl Target {
 struct ProbeSite {
     site: Site,
     describe: String,
+}
+
+/// Attaches `program` at `sites` of `target`, saying how with `-v`.
+fn attach_sites(
+    ebpf: &mut aya::Ebpf,
+    program: &str,
+    target: &Located,
+    sites: &[ProbeSite],
+    process: Option<Process>,
+    choice: Choice,
+    verbose: bool,
+) -> anyhow::Result<Attached> {
+    let request = attach::Request {
+        object: ebpf::object(),
+        program,
+        target: &target.path,
+        sites: &sites.iter().map(|s| s.site).collect::<Vec<_>>(),
+        scope: Scope::of(process),
+        choice,
+    };
+    let attached = attach::uprobes(ebpf, &request, |i| sites[i].describe.clone())?;
+    if verbose {
+        eprintln!(
+            "gotrace: {program}: {} probes in {}, {}",
+            sites.len(),
+            target.display,
+            attached.method
+        );
+        if let Some(reason) = &attached.fallback_reason {
+            eprintln!("gotrace: uprobe_multi not used: {reason}");
+        }
+    }
+    Ok(attached)
+}
+
+/// bcc's "Tracing N functions for ..." line, on stderr when stdout is JSON.
+fn print_banner(banner: &str, json: bool) {
+    if json {
+        eprintln!("{banner}");
+    } else {
+        println!("{banner}");
+    }
+}
+
+/// Says why a run ended when the reason is not the user's own doing.
+fn note_end(end: lifetime::End, pid: Option<u32>) {
+    if end == lifetime::End::TargetExited {
+        eprintln!("gotrace: process {} exited", pid.unwrap_or_default());
+    }
 }
 
 /// The single-threaded event loop a run waits in.

@@ -6,27 +6,27 @@ use std::{collections::HashMap, io::Write as _, path::PathBuf, time::Duration};
 use anyhow::{bail, Context as _};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use gotrace_common::{
-    probe::Cookie,
+    probe::{Cookie, GOID_OFFSET},
     trace::{
         unreadable_bit, ArgSpec, Condition, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
-        ARG_WORD, EVENTS_MAP, GOID_OFFSET, JOIN_AND, JOIN_OR, LOST_MAP, MAX_ARGS, MAX_PROBES,
-        OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, PROBES_MAP, PROGRAM,
-        RING_BYTES, STRING_SIZE, TID_FILTER,
+        ARG_WORD, EVENTS_MAP, JOIN_AND, JOIN_OR, LOST_MAP, MAX_ARGS, MAX_PROBES, OP_EQ, OP_GE,
+        OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, PROBES_MAP, PROGRAM, RING_BYTES,
+        STRING_SIZE, TID_FILTER,
     },
 };
 use tokio::io::unix::AsyncFd;
 
 use super::{
-    event_loop,
+    attach_sites, event_loop,
     lifetime::{Event as LifetimeEvent, Lifetime},
-    select, ProbeSite, Target,
+    note_end, select, ProbeSite, Target,
 };
 use crate::{
     abi::{
         amd64::{self, Convention},
         named,
     },
-    attach::{self, placement, Scope},
+    attach::{self, placement},
     ebpf,
     output::{
         events::{self, TimeColumn, Value},
@@ -192,22 +192,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 specs.set(i as u32, probe.spec, 0).context("storing probe settings")?;
             }
         }
-        let scope = process.map_or(Scope::AllProcesses, |p| Scope::Process(p.pid()));
         let mut attached = Vec::new();
         for (target, sites) in targets.iter().zip(&sites) {
-            let request = attach::Request {
-                object: ebpf::object(),
-                program: PROGRAM,
-                target: &target.located.path,
-                sites: &sites.iter().map(|s| s.site).collect::<Vec<_>>(),
-                scope,
-                choice: args.attach,
-            };
-            let done = attach::uprobes(&mut ebpf, &request, |i| sites[i].describe.clone())?;
-            if args.verbose {
-                eprintln!("gotrace: {} probes in {}, {}", sites.len(), target.located.display, done.method);
-            }
-            attached.push(done);
+            attached.push(attach_sites(
+                &mut ebpf,
+                PROGRAM,
+                &target.located,
+                sites,
+                process,
+                args.attach,
+                args.verbose,
+            )?);
         }
         let ring = RingBuf::try_from(ebpf.take_map(EVENTS_MAP).context("map TRACE_EVENTS missing")?)?;
         let lost: PerCpuArray<MapData, u64> =
@@ -243,8 +238,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         'run: loop {
             tokio::select! {
                 end = lifetime.next() => {
-                    if let LifetimeEvent::End(super::lifetime::End::TargetExited) = end {
-                        eprintln!("gotrace: process {} exited", args.pid.unwrap_or_default());
+                    if let LifetimeEvent::End(end) = end {
+                        note_end(end, args.pid);
                     }
                     // Drain what is already in the buffer.
                     while let Some(item) = ring.get_mut().next() {

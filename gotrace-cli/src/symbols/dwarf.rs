@@ -5,6 +5,18 @@ use std::borrow::Cow;
 
 use object::{Object as _, ObjectSection as _};
 
+/// The DWARF sections of `object`, decompressed where Go compressed them
+/// (missing ones empty).
+fn sections<'d>(object: &object::File<'d>) -> Option<gimli::DwarfSections<Cow<'d, [u8]>>> {
+    gimli::DwarfSections::load(|id| -> Result<Cow<'d, [u8]>, gimli::Error> {
+        Ok(object
+            .section_by_name(id.name())
+            .and_then(|s| s.uncompressed_data().ok())
+            .unwrap_or(Cow::Borrowed(&[])))
+    })
+    .ok()
+}
+
 /// The byte offset of field `member` in struct type `structure` (e.g.
 /// `goid` in `runtime.g`), from the first definition found.
 pub(super) fn member_offset(
@@ -12,13 +24,7 @@ pub(super) fn member_offset(
     structure: &str,
     member: &str,
 ) -> Option<u64> {
-    let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, gimli::Error> {
-        Ok(object
-            .section_by_name(id.name())
-            .and_then(|s| s.uncompressed_data().ok())
-            .unwrap_or(Cow::Borrowed(&[])))
-    };
-    let sections = gimli::DwarfSections::load(load).ok()?;
+    let sections = sections(object)?;
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
@@ -139,13 +145,7 @@ const POINTER_DEPTH: u32 = 2;
 /// The parameters and results of `function`, in declaration order, when
 /// DWARF describes it.
 pub fn parameters(object: &object::File<'_>, function: &str) -> Option<Vec<Param>> {
-    let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, gimli::Error> {
-        Ok(object
-            .section_by_name(id.name())
-            .and_then(|s| s.uncompressed_data().ok())
-            .unwrap_or(Cow::Borrowed(&[])))
-    };
-    let sections = gimli::DwarfSections::load(load).ok()?;
+    let sections = sections(object)?;
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
     // Go puts types in the runtime's unit and refers to them from others.
     let mut units = Vec::new();
