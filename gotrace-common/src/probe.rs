@@ -18,6 +18,12 @@ impl Cookie {
     /// from the top after the stack grows, and is counted then.
     pub const FLAG_STACK_CHECK_BRANCH: u32 = 1 << 0;
 
+    /// The probe sits on the function's second instruction because its
+    /// first, `xchg rax, r8`, is one the kernel's uprobe code would run as a
+    /// `nop`. Every call passes here exactly once, but RAX and R8 hold each
+    /// other's entry values: programs that read arguments swap them back.
+    pub const FLAG_AFTER_XCHG_RAX_R8: u32 = 1 << 1;
+
     /// Packs a function index and flags into a cookie.
     pub const fn new(function: u32, flags: u32) -> Self {
         Self(((flags as u64) << 32) | function as u64)

@@ -64,10 +64,13 @@ pub fn trace(ctx: ProbeContext) -> u32 {
     // The context only allows loads at constant offsets, and registers are
     // picked by index: work on a copy.
     // SAFETY: `ctx.regs` is the kernel's pt_regs of this hit.
-    let Ok(regs) = (unsafe { bpf_probe_read_kernel(ctx.regs as *const pt_regs) }) else {
+    let Ok(mut regs) = (unsafe { bpf_probe_read_kernel(ctx.regs as *const pt_regs) }) else {
         entry.discard(0);
         return 0;
     };
+    if cookie.flags() & Cookie::FLAG_AFTER_XCHG_RAX_R8 != 0 {
+        core::mem::swap(&mut regs.rax, &mut regs.r8);
+    }
     let event = entry.as_mut_ptr();
     // SAFETY: `event` points at a reserved, exclusively owned ring buffer
     // record of `size_of::<Event>()` bytes; it is fully written before use.

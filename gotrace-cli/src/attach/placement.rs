@@ -8,6 +8,12 @@
 //! only when it will not jump (see `gotrace_common::probe::Cookie`), is
 //! both cheaper than the entry and exact: a call that grows its stack, or is
 //! preempted through the same path, is counted once instead of twice.
+//!
+//! Some instructions must not be probed at all: the kernel emulates opcode
+//! `0x90` as a `nop` whatever its prefixes (Linux `branch_setup_xol_ops`,
+//! still so in 6.18), but with REX.B it is `xchg rax, r8`. A probe there
+//! skips the exchange. Go 1.19's `runtime.gcWriteBarrierR8` begins with one,
+//! and a probe on it corrupted the heap of the soak test.
 
 use gotrace_common::probe::Cookie;
 use iced_x86::{
@@ -35,12 +41,110 @@ impl Placement {
         offset: 0,
         flags: 0,
     };
+
+    /// Where the probe went, for `-v`.
+    pub fn describe(&self) -> &'static str {
+        if self.flags & Cookie::FLAG_STACK_CHECK_BRANCH != 0 {
+            "stack-check branch"
+        } else if self.flags & Cookie::FLAG_AFTER_XCHG_RAX_R8 != 0 {
+            "after xchg rax, r8"
+        } else {
+            "entry"
+        }
+    }
 }
+
+/// Why a function or site takes no probe; says so in a user's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unprobeable(&'static str);
+
+impl std::fmt::Display for Unprobeable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Unprobeable {}
+
+const XCHG_R8: Unprobeable = Unprobeable(
+    "it starts with `xchg rax, r8`, which the kernel's uprobe code runs as a nop \
+     (Linux bug), so a probe there would corrupt the program",
+);
 
 /// Picks the entry probe site of the function whose machine code is `code`,
 /// loaded at `address`. Anything that is not a recognised Go stack check
-/// keeps the probe on the first instruction, which is always correct.
-pub fn entry(code: &[u8], address: u64) -> Placement {
+/// keeps the probe on the first instruction, which is always correct,
+/// unless the kernel would run that instruction wrongly: then the probe
+/// moves past it where that is exact, else the function is refused.
+pub fn entry(code: &[u8], address: u64) -> Result<Placement, Unprobeable> {
+    let placement = stack_check(code, address).unwrap_or(Placement::ENTRY);
+    if placement.offset != 0 || !kernel_runs_as_nop(code) {
+        return Ok(placement);
+    }
+    after_xchg_r8(code, address).ok_or(XCHG_R8)
+}
+
+/// Refuses a site (an inlined copy's first instruction) whose instruction,
+/// starting at `code`, the kernel would run wrongly.
+pub fn check_site(code: &[u8]) -> Result<(), Unprobeable> {
+    if kernel_runs_as_nop(code) {
+        Err(XCHG_R8)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether the instruction at the start of `code` is opcode `0x90` with
+/// REX.B (`xchg rax, r8` or a narrower form), which the kernel emulates as
+/// a `nop`. Legacy prefixes are skipped the way the kernel's decoder does.
+fn kernel_runs_as_nop(code: &[u8]) -> bool {
+    const LEGACY_PREFIXES: [u8; 11] = [
+        0x66, 0x67, 0xf0, 0xf2, 0xf3, 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65,
+    ];
+    let rest = match code.iter().position(|b| !LEGACY_PREFIXES.contains(b)) {
+        Some(start) => &code[start..],
+        None => return false,
+    };
+    matches!(rest, [rex @ 0x40..=0x4f, 0x90, ..] if rex & 1 != 0)
+}
+
+/// A function that starts with a plain 64-bit `xchg rax, r8` (REX.W+B, no
+/// other prefix, as Go's assembler writes `XCHGQ R8, AX`) is probed on its
+/// second instruction, with the two registers to swap back before reading
+/// arguments. That is exact only if nothing in the function jumps there.
+fn after_xchg_r8(code: &[u8], address: u64) -> Option<Placement> {
+    const XCHG_RAX_R8_LEN: u64 = 2;
+    if !matches!(code, [0x48..=0x4f, 0x90, ..] if code[0] & 0b1001 == 0b1001) {
+        return None;
+    }
+    let second = address + XCHG_RAX_R8_LEN;
+    let rest = code.get(XCHG_RAX_R8_LEN as usize..)?;
+    if rest.is_empty() || kernel_runs_as_nop(rest) {
+        return None;
+    }
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    let mut instruction = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        if instruction.is_invalid() {
+            break;
+        }
+        let branches = matches!(
+            instruction.flow_control(),
+            FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch | FlowControl::Call
+        );
+        if branches && instruction.near_branch_target() == second {
+            return None;
+        }
+    }
+    Some(Placement {
+        offset: XCHG_RAX_R8_LEN,
+        flags: Cookie::FLAG_AFTER_XCHG_RAX_R8,
+    })
+}
+
+/// The `JBE` of a recognised Go stack check, if the prologue has one.
+fn stack_check(code: &[u8], address: u64) -> Option<Placement> {
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     // Register ABI functions find g in R14; ABI0 and pre-1.17 functions load
     // it from TLS (`MOV reg, FS:[-8]`) first.
@@ -61,10 +165,10 @@ pub fn entry(code: &[u8], address: u64) -> Placement {
                 && instruction.condition_code() == ConditionCode::be;
             let end = address + code.len() as u64;
             if is_jbe && (address..end).contains(&target) {
-                return Placement {
+                return Some(Placement {
                     offset: instruction.ip() - address,
                     flags: Cookie::FLAG_STACK_CHECK_BRANCH,
-                };
+                });
             }
             break;
         }
@@ -76,7 +180,7 @@ pub fn entry(code: &[u8], address: u64) -> Placement {
             break;
         }
     }
-    Placement::ENTRY
+    None
 }
 
 /// Where a call of the function whose machine code is `code` (loaded at
@@ -144,10 +248,10 @@ mod tests {
         padded.resize(0x40, 0xcc);
         assert_eq!(
             entry(&padded, BASE),
-            Placement {
+            Ok(Placement {
                 offset: 4,
                 flags: Cookie::FLAG_STACK_CHECK_BRANCH
-            }
+            })
         );
     }
 
@@ -160,10 +264,10 @@ mod tests {
         code.resize(0x200, 0xcc);
         assert_eq!(
             entry(&code, BASE),
-            Placement {
+            Ok(Placement {
                 offset: 12,
                 flags: Cookie::FLAG_STACK_CHECK_BRANCH
-            }
+            })
         );
     }
 
@@ -175,10 +279,10 @@ mod tests {
         code.resize(0x40, 0xcc);
         assert_eq!(
             entry(&code, BASE),
-            Placement {
+            Ok(Placement {
                 offset: 13,
                 flags: Cookie::FLAG_STACK_CHECK_BRANCH
-            }
+            })
         );
     }
 
@@ -186,14 +290,14 @@ mod tests {
     fn leaf_without_check_keeps_entry() {
         // lea rax,[rbx+rax]; ret  (main.add)
         let code = [0x48, 0x8d, 0x04, 0x03, 0xc3];
-        assert_eq!(entry(&code, BASE), Placement::ENTRY);
+        assert_eq!(entry(&code, BASE), Ok(Placement::ENTRY));
     }
 
     #[test]
     fn branch_leaving_the_function_keeps_entry() {
         // A JBE whose target lies outside the function is not Go's morestack call.
         let code = [0x49, 0x3b, 0x66, 0x10, 0x76, 0x7f, 0x55, 0xc3];
-        assert_eq!(entry(&code, BASE), Placement::ENTRY);
+        assert_eq!(entry(&code, BASE), Ok(Placement::ENTRY));
     }
 
     #[test]
@@ -201,10 +305,55 @@ mod tests {
         // cmp rsp,[r14+0x18]; jbe: not stackguard0
         let mut code = vec![0x49, 0x3b, 0x66, 0x18, 0x76, 0x20];
         code.resize(0x40, 0xcc);
-        assert_eq!(entry(&code, BASE), Placement::ENTRY);
+        assert_eq!(entry(&code, BASE), Ok(Placement::ENTRY));
         // Truncated code never panics.
-        assert_eq!(entry(&code[..5], BASE), Placement::ENTRY);
-        assert_eq!(entry(&[], BASE), Placement::ENTRY);
+        assert_eq!(entry(&code[..5], BASE), Ok(Placement::ENTRY));
+        assert_eq!(entry(&[], BASE), Ok(Placement::ENTRY));
+    }
+
+    #[test]
+    fn xchg_rax_r8_entry_moves_past_it() {
+        // Go 1.19 runtime.gcWriteBarrierR8: xchg rax,r8; call rel32; xchg rax,r8; ret
+        let code = [0x49, 0x90, 0xe8, 0, 0, 0, 0, 0x49, 0x90, 0xc3];
+        assert_eq!(
+            entry(&code, BASE),
+            Ok(Placement {
+                offset: 2,
+                flags: Cookie::FLAG_AFTER_XCHG_RAX_R8
+            })
+        );
+    }
+
+    #[test]
+    fn xchg_rax_r8_entry_refused_when_moving_is_not_exact() {
+        // The second instruction is a loop head: a probe there would count the loop.
+        let looping = [0x49, 0x90, 0x48, 0xff, 0xc8, 0x75, 0xfb, 0xc3];
+        assert_eq!(entry(&looping, BASE), Err(XCHG_R8));
+        // The 32-bit form loses RAX's upper half: nothing to swap back.
+        assert_eq!(entry(&[0x41, 0x90, 0xc3], BASE), Err(XCHG_R8));
+        // Followed by another one.
+        assert_eq!(entry(&[0x49, 0x90, 0x49, 0x90, 0xc3], BASE), Err(XCHG_R8));
+        assert_eq!(entry(&[0x49, 0x90], BASE), Err(XCHG_R8));
+    }
+
+    #[test]
+    fn only_rex_b_nops_are_misemulated() {
+        for rex in 0x40..=0x4fu8 {
+            assert_eq!(
+                kernel_runs_as_nop(&[rex, 0x90]),
+                rex & 1 == 1,
+                "{rex:#x} 90"
+            );
+        }
+        assert!(kernel_runs_as_nop(&[0x66, 0x41, 0x90]));
+        assert!(!kernel_runs_as_nop(&[0x90]));
+        assert!(!kernel_runs_as_nop(&[0x66, 0x90]));
+        assert!(!kernel_runs_as_nop(&[0xf3, 0x90])); // pause
+        assert!(!kernel_runs_as_nop(&[0x49, 0x91])); // xchg rax,r9: single-stepped
+        assert!(!kernel_runs_as_nop(&[0x66, 0x66]));
+        assert!(!kernel_runs_as_nop(&[]));
+        assert_eq!(check_site(&[0x4d, 0x90]), Err(XCHG_R8));
+        assert_eq!(check_site(&[0x55]), Ok(()));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::{io::Write as _, time::Duration};
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use aya::maps::PerCpuArray;
 use gotrace_common::{
     funccount::{COUNTS_MAP, PROGRAM},
@@ -175,37 +175,40 @@ fn probe_sites(
             Ok(())
         };
         if let Some(f) = selected.function {
-            let placement = placement::entry(target.binary.code(f), f.address);
-            if verbose {
-                let place = if placement.flags & Cookie::FLAG_STACK_CHECK_BRANCH != 0 {
-                    "stack-check branch"
-                } else {
-                    "entry"
-                };
-                eprintln!(
-                    "gotrace: {} {:#x}+{} ({place})",
-                    f.name, f.address, placement.offset
-                );
+            match placement::entry(target.binary.code(f), f.address) {
+                Ok(placement) => {
+                    if verbose {
+                        eprintln!(
+                            "gotrace: {} {:#x}+{} ({})",
+                            f.name,
+                            f.address,
+                            placement.offset,
+                            placement.describe()
+                        );
+                    }
+                    add(
+                        f.address + placement.offset,
+                        placement.flags,
+                        f.name.clone(),
+                    )?;
+                }
+                Err(why) => eprintln!("gotrace: not counting {}: {why}", f.name),
             }
-            add(
-                f.address + placement.offset,
-                placement.flags,
-                f.name.clone(),
-            )?;
         }
         for site in &selected.inlined {
-            if verbose {
-                eprintln!(
-                    "gotrace: {} inlined in {} at {:#x}",
-                    site.name, site.caller, site.address
-                );
+            let describe = format!("{} (inlined in {})", site.name, site.caller);
+            if let Err(why) = placement::check_site(target.binary.code_at(site.address, 16)) {
+                eprintln!("gotrace: not counting {describe} at {:#x}: {why}", site.address);
+                continue;
             }
-            add(
-                site.address,
-                0,
-                format!("{} (inlined in {})", site.name, site.caller),
-            )?;
+            if verbose {
+                eprintln!("gotrace: {describe} at {:#x}", site.address);
+            }
+            add(site.address, 0, describe)?;
         }
+    }
+    if sites.is_empty() {
+        bail!("none of the functions matching {:?} can be probed", target.pattern.func);
     }
     Ok(sites)
 }

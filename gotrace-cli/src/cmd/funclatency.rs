@@ -27,7 +27,10 @@ use super::{
     ProbeSite, Target,
 };
 use crate::{
-    attach::{self, placement},
+    attach::{
+        self,
+        placement::{self, Placement},
+    },
     ebpf,
     output::{
         histogram::{self, Histogram},
@@ -97,6 +100,7 @@ impl Args {
 /// A function that can be timed, with where its calls begin and end.
 struct Timed<'b> {
     function: &'b Function,
+    entry: Placement,
     exits: Vec<u64>,
 }
 
@@ -264,12 +268,24 @@ fn timeable<'b>(target: &Target, selected: &[Selected<'b>]) -> anyhow::Result<Ve
             skipped.push(format!("{} (assembly, ABI0)", function.name));
             continue;
         }
-        let exits = placement::exits(target.binary.code(function), function.address);
+        let code = target.binary.code(function);
+        let entry = match placement::entry(code, function.address) {
+            Ok(entry) => entry,
+            Err(why) => {
+                skipped.push(format!("{} ({why})", function.name));
+                continue;
+            }
+        };
+        let exits = placement::exits(code, function.address);
         if exits.is_empty() {
             skipped.push(format!("{} (never returns: no ret)", function.name));
             continue;
         }
-        timed.push(Timed { function, exits });
+        timed.push(Timed {
+            function,
+            entry,
+            exits,
+        });
     }
     if timed.is_empty() {
         bail!(
@@ -295,18 +311,18 @@ fn probe_sites(
     let mut exits = Vec::new();
     for (i, t) in timed.iter().enumerate() {
         let f = t.function;
-        let placement = placement::entry(target.binary.code(f), f.address);
-        let cookie = Cookie::new(i as u32, placement.flags);
-        entries.push(target.site(f.address + placement.offset, cookie, f.name.clone())?);
+        let cookie = Cookie::new(i as u32, t.entry.flags);
+        entries.push(target.site(f.address + t.entry.offset, cookie, f.name.clone())?);
         for &exit in &t.exits {
             let describe = format!("{} (return at +{:#x})", f.name, exit - f.address);
             exits.push(target.site(exit, Cookie::new(i as u32, 0), describe)?);
         }
         if verbose {
             eprintln!(
-                "gotrace: {} entry +{}, returns at {:x?}",
+                "gotrace: {} entry +{} ({}), returns at {:x?}",
                 f.name,
-                placement.offset,
+                t.entry.offset,
+                t.entry.describe(),
                 t.exits.iter().map(|e| e - f.address).collect::<Vec<_>>()
             );
         }

@@ -514,7 +514,8 @@ fn probe_sites(
     let code = target.binary.code(function);
     match kind {
         Kind::Entry => {
-            let placement = placement::entry(code, function.address);
+            let placement = placement::entry(code, function.address)
+                .with_context(|| format!("cannot trace {}", function.name))?;
             Ok(vec![target.site(
                 function.address + placement.offset,
                 Cookie::new(index, placement.flags),

@@ -231,11 +231,17 @@ impl Binary {
     /// The machine code of `function` as stored in the file (empty when its
     /// size is unknown or it lies outside the file).
     pub fn code(&self, function: &Function) -> &[u8] {
-        let Some(start) = self.file_offset(function.address) else {
+        self.code_at(function.address, function.size)
+    }
+
+    /// Up to `len` bytes of machine code from `address` (fewer at the end of
+    /// the file, none outside it).
+    pub fn code_at(&self, address: u64, len: u64) -> &[u8] {
+        let Some(start) = self.file_offset(address) else {
             return &[];
         };
         let start = start as usize;
-        let end = start.saturating_add(function.size as usize);
+        let end = start.saturating_add(len as usize).min(self.data.len());
         self.data.get(start..end).unwrap_or(&[])
     }
 }
