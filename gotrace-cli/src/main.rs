@@ -1,18 +1,10 @@
-//! gotrace: bcc-style tracing tools for Go programs, built on eBPF uprobes.
-
-mod abi;
-mod attach;
-mod cmd;
-mod ebpf;
-mod output;
-mod privilege;
-mod probe;
-mod symbols;
-mod target;
+//! The `gotrace` command line: parses it, runs one tool, turns errors into
+//! one line and an exit status.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gotrace_cli::{cmd, privilege};
 
 #[derive(Parser, Debug)]
 #[command(

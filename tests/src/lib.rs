@@ -398,6 +398,13 @@ pub fn assert_one_line_error(out: &Output, needles: &[&str]) {
             lines[0]
         );
     }
+    // An error chain whose context repeats its cause reads "a: b: b".
+    let clauses: Vec<&str> = lines[0].split(": ").collect();
+    assert!(
+        clauses.windows(2).all(|pair| pair[0] != pair[1]),
+        "error {:?} repeats itself",
+        lines[0]
+    );
     assert_eq!(out.stdout, "", "nothing on stdout after an error");
     assert_eq!(residue(), Vec::<String>::new(), "programs left loaded");
 }

@@ -82,6 +82,164 @@ fn bad_inputs() {
     assert_one_line_error(&run_gotrace(&["bogus"]), &["bogus"]);
 }
 
+/// The other tools' inputs: funclatency's options and functions it cannot
+/// time, info's paths, trace's options and malformed probes. Together with
+/// `bad_inputs` (18) and trace.rs's `bad_probes` (13), 59 inputs.
+#[test]
+fn bad_inputs_of_the_other_tools() {
+    let args = Fixture::build("args", Go::Go127);
+    let bin = args.binary.display().to_string();
+    let text = args.dir.path().join("notes.txt");
+    std::fs::write(&text, "not a program\n").unwrap();
+    let text = text.display().to_string();
+    let dead_pid = dead_pid().to_string();
+    let probe = |p: &str| format!("{bin}:{p}");
+
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            vec![
+                "funclatency".into(),
+                "-u".into(),
+                "-m".into(),
+                probe("main.add"),
+            ],
+            vec!["--microseconds", "--milliseconds"],
+        ),
+        (
+            vec!["funclatency".into(), probe("main.asmAdd.abi0")],
+            vec!["can be timed", "assembly, ABI0"],
+        ),
+        (
+            vec!["funclatency".into(), "/bin/true:main.*".into()],
+            vec!["/bin/true", "not a Go binary"],
+        ),
+        (
+            vec![
+                "funclatency".into(),
+                "-p".into(),
+                dead_pid.clone(),
+                "main.add".into(),
+            ],
+            vec![&dead_pid, "no process"],
+        ),
+        (
+            vec!["funclatency".into(), probe("nosuch.*")],
+            vec!["no function", "try PKG.*"],
+        ),
+        (
+            vec![
+                "funclatency".into(),
+                "-d".into(),
+                "0".into(),
+                probe("main.add"),
+            ],
+            vec!["--duration", "positive"],
+        ),
+        (vec!["funclatency".into()], vec!["PATTERN"]),
+        (
+            vec!["info".into(), "/nonexistent".into()],
+            vec!["/nonexistent", "no such file"],
+        ),
+        (
+            vec!["info".into(), text.clone()],
+            vec!["notes.txt", "not an ELF"],
+        ),
+        (vec!["info".into(), "/tmp".into()], vec!["is a directory"]),
+        (
+            vec!["info".into(), "--bogus".into(), bin.clone()],
+            vec!["--bogus"],
+        ),
+        (
+            vec!["trace".into(), "-Z".into(), "0".into(), probe("main.add")],
+            vec!["--string-size", "2..=64"],
+        ),
+        (
+            vec!["trace".into(), "-L".into(), "x".into(), probe("main.add")],
+            vec!["--tid"],
+        ),
+        (
+            vec![
+                "trace".into(),
+                "-p".into(),
+                dead_pid.clone(),
+                "main.add".into(),
+            ],
+            vec![&dead_pid, "no process"],
+        ),
+        (vec!["trace".into()], vec!["PROBE"]),
+        (
+            vec!["trace".into(), probe(r#"main.add "%d""#)],
+            vec!["1 conversion", "0 argument"],
+        ),
+        (
+            vec!["trace".into(), probe(r#"main.add "%d" goarg99"#)],
+            vec!["goarg99", "1 to 32"],
+        ),
+        (
+            vec!["trace".into(), probe(r#"main.add "%d" goarg0"#)],
+            vec!["goarg0"],
+        ),
+        (
+            vec!["trace".into(), probe(r#"main.add "%d" retval0"#)],
+            vec!["retval0"],
+        ),
+        (
+            vec![
+                "trace".into(),
+                probe(r#"main.add (goarg1 == ) "%d" goarg1"#),
+            ],
+            vec!["not an integer"],
+        ),
+        (
+            vec![
+                "trace".into(),
+                probe(r#"main.add (goarg1 == 99999999999999999999999) "%d" goarg1"#),
+            ],
+            vec!["99999999999999999999999"],
+        ),
+        (
+            vec!["trace".into(), probe(r#"main.add "%d %d" goarg1,, goarg2"#)],
+            vec!["bad argument \"\""],
+        ),
+        (
+            vec!["trace".into(), probe(r#"main.add "%d" goarg1 goarg2"#)],
+            vec!["goarg1 goarg2"],
+        ),
+        (
+            vec!["trace".into(), probe(r#"main.add (name == "x)"#)],
+            vec!["unbalanced"],
+        ),
+        (
+            vec!["trace".into(), probe(r#"main.add "%"#)],
+            vec!["unterminated"],
+        ),
+        (
+            vec![
+                "trace".into(),
+                probe(r#"main.add (x == 1 && x == 2 && x == 3 && x == 4 && x == 5) "%d" x"#),
+            ],
+            vec!["more than 4"],
+        ),
+        (
+            vec![
+                "trace".into(),
+                probe(r#"main.add "%d %d %d %d %d %d %d" x, x, x, x, x, x, x"#),
+            ],
+            vec!["7 values", "at most 6"],
+        ),
+        (
+            vec!["trace".into(), probe(r#"main.greet "%d" name.Len"#)],
+            vec!["no field \"Len\""],
+        ),
+    ];
+    for (argv, needles) in &cases {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = run_gotrace(&argv);
+        println!("{argv:?} -> {}", out.stderr.trim_end());
+        assert_one_line_error(&out, needles);
+    }
+}
+
 /// Without root or CAP_BPF+CAP_PERFMON: exit 77 and say which are needed.
 #[test]
 fn no_privilege() {

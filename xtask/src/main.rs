@@ -1,10 +1,11 @@
 //! Project chores that need more than `cargo`: installing what a fresh
-//! machine lacks, building the eBPF side, the demo, the root test suite and
-//! the benchmark. Every step says what it does and skips what is done.
+//! machine lacks, building the eBPF side, the demo, the root test suite, the
+//! fuzz targets and the benchmark. Every step says what it does and skips what is done.
 
 mod bench;
 mod build;
 mod demo;
+mod fuzz;
 mod setup;
 mod test;
 mod util;
@@ -38,6 +39,12 @@ enum Command {
         #[arg(trailing_var_arg = true)]
         filter: Vec<String>,
     },
+    /// Run every fuzz target (probe specs, pclntab, build info, ELF) for
+    /// SECONDS each, from the corpus in fuzz/corpus/.
+    Fuzz {
+        #[arg(default_value_t = 60)]
+        seconds: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +54,7 @@ fn main() -> ExitCode {
         Command::Demo => demo::demo(),
         Command::Bench => bench::bench(),
         Command::Test { filter } => test::run_all(&filter),
+        Command::Fuzz { seconds } => fuzz::run_all(seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -72,6 +72,22 @@ pub fn build_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// cargo-fuzz, which drives libFuzzer for `cargo xtask fuzz` (on nightly,
+/// which the eBPF build already needs).
+pub fn fuzz_tools() -> anyhow::Result<()> {
+    if !succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
+        eprintln!("xtask: installing cargo-fuzz 0.13 (about 2 minutes, once)");
+        run(Command::new("cargo").args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            "^0.13",
+            "--locked",
+        ]))?;
+    }
+    Ok(())
+}
+
 /// Go 1.19 and gccgo from Debian; Go 1.27 from PyPI into target/toolchains.
 pub fn go_toolchains() -> anyhow::Result<GoToolchains> {
     apt(&["golang-go", "gccgo"])?;

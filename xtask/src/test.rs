@@ -2,14 +2,15 @@
 //!
 //! Unit tests need nothing; the integration tests (crate `tests/`) load
 //! eBPF programs, so they need root, and build their Go fixtures with the
-//! toolchains named in the environment set here.
+//! toolchains named in the environment set here. The fuzz targets run last,
+//! 60 s each (`GOTRACE_FUZZ_SECS`).
 
 use std::process::Command;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 
 use crate::{
-    build, setup,
+    build, fuzz, setup,
     util::{root, run},
 };
 
@@ -42,5 +43,17 @@ pub fn run_all(filter: &[String]) -> anyhow::Result<()> {
             "--",
             "--test-threads=1",
         ])
-        .args(filter))
+        .args(filter))?;
+    // A filtered run is someone chasing one test; the fuzzers would only
+    // make them wait.
+    if filter.is_empty() {
+        let seconds = match std::env::var("GOTRACE_FUZZ_SECS") {
+            Ok(text) => text
+                .parse()
+                .with_context(|| format!("GOTRACE_FUZZ_SECS={text:?} is not a number"))?,
+            Err(_) => 60,
+        };
+        fuzz::run_all(seconds)?;
+    }
+    Ok(())
 }

@@ -198,7 +198,10 @@ fn probe_sites(
         for site in &selected.inlined {
             let describe = format!("{} (inlined in {})", site.name, site.caller);
             if let Err(why) = placement::check_site(target.binary.code_at(site.address, 16)) {
-                eprintln!("gotrace: not counting {describe} at {:#x}: {why}", site.address);
+                eprintln!(
+                    "gotrace: not counting {describe} at {:#x}: {why}",
+                    site.address
+                );
                 continue;
             }
             if verbose {
@@ -208,7 +211,10 @@ fn probe_sites(
         }
     }
     if sites.is_empty() {
-        bail!("none of the functions matching {:?} can be probed", target.pattern.func);
+        bail!(
+            "none of the functions matching {:?} can be probed",
+            target.pattern.func
+        );
     }
     Ok(sites)
 }

@@ -121,17 +121,17 @@ pub enum SpecError {
     ExpectedFormat(String, String),
     #[error("bad argument {0:?}: {1}")]
     BadArgument(String, &'static str),
-    #[error("probe {probe:?}: {source}")]
+    // The reasons are part of the message, not error sources: a source
+    // would print twice in the one-line `{:#}` report.
+    #[error("probe {probe:?}: {reason}")]
     Format {
         probe: String,
-        #[source]
-        source: format::FormatError,
+        reason: format::FormatError,
     },
-    #[error("probe {probe:?}: {source}")]
+    #[error("probe {probe:?}: {reason}")]
     Filter {
         probe: String,
-        #[source]
-        source: filter::FilterError,
+        reason: filter::FilterError,
     },
     #[error("probe {0:?}: {1}")]
     Mismatch(String, String),
@@ -164,9 +164,9 @@ impl std::str::FromStr for Spec {
                 closing_paren(rest).ok_or_else(|| SpecError::UnbalancedFilter(probe.to_owned()))?;
             let parsed = rest[1..end]
                 .parse::<Filter>()
-                .map_err(|source| SpecError::Filter {
+                .map_err(|reason| SpecError::Filter {
                     probe: probe.to_owned(),
-                    source,
+                    reason,
                 })?;
             filter = Some(parsed);
             rest = rest[end + 1..].trim_start();
@@ -181,9 +181,9 @@ impl std::str::FromStr for Spec {
                 .ok_or_else(|| SpecError::UnterminatedString(probe.to_owned()))?;
             let parsed = rest[1..end]
                 .parse::<Format>()
-                .map_err(|source| SpecError::Format {
+                .map_err(|reason| SpecError::Format {
                     probe: probe.to_owned(),
-                    source,
+                    reason,
                 })?;
             format = Some(parsed);
             rest = rest[end + 1..].trim();

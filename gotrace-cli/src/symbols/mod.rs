@@ -40,7 +40,7 @@ pub struct Function {
 fn file_offset(segments: &[Segment], address: u64) -> Option<u64> {
     segments.iter().find_map(|s| {
         let delta = address.checked_sub(s.address)?;
-        (delta < s.file_size).then_some(s.file_offset + delta)
+        (delta < s.file_size).then(|| s.file_offset.checked_add(delta))?
     })
 }
 
@@ -212,14 +212,14 @@ impl Binary {
     pub fn function_at(&self, address: u64) -> Option<&Function> {
         let after = self.functions.partition_point(|f| f.address <= address);
         let f = self.functions.get(after.checked_sub(1)?)?;
-        (address < f.address + f.size.max(1)).then_some(f)
+        (address < f.address.saturating_add(f.size.max(1))).then_some(f)
     }
 
     /// The virtual address a file offset is loaded at.
     pub fn address_of_file_offset(&self, offset: u64) -> Option<u64> {
         self.segments.iter().find_map(|s| {
             let delta = offset.checked_sub(s.file_offset)?;
-            (delta < s.file_size.max(1)).then_some(s.address + delta)
+            (delta < s.file_size.max(1)).then(|| s.address.checked_add(delta))?
         })
     }
 
