@@ -23,6 +23,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = binary.code(function);
             let _ = binary.parameters(&function.name);
             let _ = binary.function_at(function.address);
+            let _ = binary.frames_at(function.address);
+            // Interfaces' type pointers come from the traced process: any
+            // address at all.
+            let _ = binary.go_type(function.address);
         }
     }
     let _ = std::fs::remove_file(&path);

@@ -26,9 +26,13 @@ fuzz_target!(|data: &[u8]| {
                 let _ = record.funcdata(index);
             }
         }
-        let _ = inline::sites(&table, |offset, len| {
+        let gofunc = |offset: u64, len| {
             let start = usize::try_from(offset).ok()?;
             data.get(start..start.checked_add(len)?)
-        });
+        };
+        let _ = inline::sites(&table, gofunc);
+        for pc in [0x401000, 0x401020, 0x401100, u64::MAX] {
+            let _ = inline::frames_at(&table, gofunc, pc);
+        }
     }
 });

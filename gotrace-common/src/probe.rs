@@ -5,7 +5,9 @@
 ///
 /// Built by `gotrace-cli` at attach time, read by the programs with
 /// `bpf_get_attach_cookie`. The low 32 bits are the traced function's index
-/// (its slot in the tool's maps); the high 32 bits are [`Cookie`] flags.
+/// (its slot in the tool's maps); bits 32-47 are [`Cookie`] flags; bits
+/// 48-63 number the function's probe sites for tools that must tell them
+/// apart (trace: which `ret` fired, to learn the load address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(transparent)]
 pub struct Cookie(pub u64);
@@ -24,9 +26,14 @@ impl Cookie {
     /// other's entry values: programs that read arguments swap them back.
     pub const FLAG_AFTER_XCHG_RAX_R8: u32 = 1 << 1;
 
-    /// Packs a function index and flags into a cookie.
+    /// Packs a function index and flags (16 bits) into a cookie.
     pub const fn new(function: u32, flags: u32) -> Self {
-        Self(((flags as u64) << 32) | function as u64)
+        Self::at_site(function, flags, 0)
+    }
+
+    /// A cookie for probe site number `site` of the function.
+    pub const fn at_site(function: u32, flags: u32, site: u16) -> Self {
+        Self(((site as u64) << 48) | (((flags & 0xffff) as u64) << 32) | function as u64)
     }
 
     /// The traced function's index.
@@ -36,7 +43,12 @@ impl Cookie {
 
     /// The `FLAG_*` bits.
     pub const fn flags(self) -> u32 {
-        (self.0 >> 32) as u32
+        ((self.0 >> 32) & 0xffff) as u32
+    }
+
+    /// The probe site's number (see [`Cookie::at_site`]).
+    pub const fn site(self) -> u16 {
+        (self.0 >> 48) as u16
     }
 }
 

@@ -86,6 +86,31 @@ pub const ARG_WORD: u32 = 1;
 pub const ARG_GO_STRING: u32 = 2;
 /// A NUL-terminated C string at the pointer in `first`.
 pub const ARG_C_STRING: u32 = 3;
+/// A Go slice: array pointer at `first`, length at `second` (or, indirect,
+/// a slice header at the pointer plus `offset`). The program copies the
+/// first whole elements of [`ArgSpec::element`] bytes, up to
+/// [`STRING_SIZE`] - 1 bytes, into the string slot, and the length into
+/// the value; the cut bit says elements were left out.
+pub const ARG_SLICE: u32 = 4;
+/// A Go interface: type word at `first`, data word at `second` (or,
+/// indirect, an interface at the pointer plus `offset`). For a non-empty
+/// interface the type word is an itab, and [`ArgSpec::element`] is the
+/// offset of its `_type` pointer. The string slot receives the layout
+/// below; user space finds the type's name and kind in the binary and
+/// decides which of the bytes mean something. The value is the data word.
+pub const ARG_INTERFACE: u32 = 5;
+
+/// [`ARG_INTERFACE`]: the `_type` pointer (0 for a nil interface).
+pub const IFACE_TYPE_AT: usize = 0;
+/// [`ARG_INTERFACE`]: 16 bytes read at the data pointer (the value of a
+/// type stored indirectly: an integer, a string header...).
+pub const IFACE_DATA_AT: usize = 8;
+/// [`ARG_INTERFACE`]: the text a string header in the data bytes points
+/// to, up to [`IFACE_TEXT_MAX`] bytes, read whatever the type (a failed or
+/// meaningless read is simply not shown).
+pub const IFACE_TEXT_AT: usize = 24;
+/// See [`IFACE_TEXT_AT`].
+pub const IFACE_TEXT_MAX: usize = STRING_SIZE - IFACE_TEXT_AT;
 
 /// How to read one argument. Written by `gotrace-cli`; read by `trace`.
 #[repr(C)]
@@ -102,6 +127,11 @@ pub struct ArgSpec {
     pub second: u32,
     /// Byte offset added to the pointer when `indirect` (a struct field).
     pub offset: u64,
+    /// [`ARG_SLICE`]: bytes per element (nonzero). [`ARG_INTERFACE`]:
+    /// offset of `_type` in the itab, 0 for `interface{}`.
+    pub element: u32,
+    /// Always 0: no implicit padding.
+    pub pad: u32,
 }
 
 /// Compare as signed integers.
@@ -200,8 +230,11 @@ pub struct Event {
     pub cut: u32,
     /// Bytes of [`Event::stack`] filled (0 without `-U`).
     pub stack_bytes: u32,
-    /// Always 0: no implicit padding.
-    pub pad: u32,
+    /// Which of the probe's sites fired (`Cookie::site`).
+    pub site: u32,
+    /// Where it fired in the process: with the site's link-time address,
+    /// the load bias of a PIE binary, exact even once the process is gone.
+    pub ip: u64,
     /// With `-U`: the word at RSP, the caller's return address. Every
     /// probe sits where the function has no frame of its own (entry,
     /// stack-check branch, `ret`), so the kernel's frame-pointer walk
@@ -221,14 +254,14 @@ pub const fn unreadable_bit(i: usize) -> u32 {
     1 << (i + 16)
 }
 
-const _: () = assert!(core::mem::size_of::<ArgSpec>() == 24);
+const _: () = assert!(core::mem::size_of::<ArgSpec>() == 32);
 const _: () = assert!(core::mem::size_of::<Condition>() == 24 + STRING_SIZE);
 const _: () = assert!(
-    core::mem::size_of::<ProbeSpec>() == 24 * MAX_ARGS + (24 + STRING_SIZE) * MAX_CONDITIONS + 16
+    core::mem::size_of::<ProbeSpec>() == 32 * MAX_ARGS + (24 + STRING_SIZE) * MAX_CONDITIONS + 16
 );
 const _: () = assert!(
     core::mem::size_of::<Event>()
-        == 48 + 16 + 8 * MAX_ARGS + STRING_SIZE * MAX_ARGS + 8 * MAX_FRAMES
+        == 56 + 16 + 8 * MAX_ARGS + STRING_SIZE * MAX_ARGS + 8 * MAX_FRAMES
 );
 
 #[cfg(feature = "user")]

@@ -17,10 +17,11 @@ use aya_ebpf::{
 use gotrace_common::{
     probe::Cookie,
     trace::{
-        regs, unreadable_bit, ArgSpec, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING, ARG_WORD,
-        JOIN_OR, LOCATION_KIND, LOCATION_REGISTER, LOCATION_STACK, MAX_ARGS, MAX_CONDITIONS,
-        MAX_FRAMES, MAX_PROBES, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE,
-        STRING_SIZE,
+        regs, unreadable_bit, ArgSpec, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
+        ARG_INTERFACE, ARG_SLICE, ARG_WORD, IFACE_DATA_AT, IFACE_TEXT_AT, IFACE_TEXT_MAX,
+        IFACE_TYPE_AT, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER, LOCATION_STACK, MAX_ARGS,
+        MAX_CONDITIONS, MAX_FRAMES, MAX_PROBES, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE,
+        OP_STR_EQ, OP_STR_NE, STRING_SIZE,
     },
 };
 
@@ -80,6 +81,8 @@ pub fn trace(ctx: ProbeContext) -> u32 {
         (*event).pid = pid;
         (*event).tid = tid;
         (*event).probe = cookie.function();
+        (*event).site = u32::from(cookie.site());
+        (*event).ip = regs.rip;
         (*event).comm = bpf_get_current_comm().unwrap_or_default();
         if spec.g_in_r14 != 0 {
             (*event).goid = crate::goroutine::goid_of(regs.r14).unwrap_or(0);
@@ -125,7 +128,9 @@ fn read_arg(ctx: &pt_regs, arg: &ArgSpec, i: usize, event: &mut Event) {
         let value = unsafe { bpf_probe_read_user(at as *const u64) };
         let length = unsafe { bpf_probe_read_user((at + 8) as *const u64) };
         match (value, arg.kind) {
-            (Ok(v), ARG_GO_STRING) => (v, length.unwrap_or(0)),
+            // Two-word headers: string (pointer, length), slice (pointer,
+            // length, capacity), interface (type, data).
+            (Ok(v), ARG_GO_STRING | ARG_SLICE | ARG_INTERFACE) => (v, length.unwrap_or(0)),
             (Ok(v), _) => (v, 0),
             (Err(_), _) => {
                 event.cut |= unreadable_bit(i);
@@ -133,7 +138,7 @@ fn read_arg(ctx: &pt_regs, arg: &ArgSpec, i: usize, event: &mut Event) {
             }
         }
     } else {
-        let length = if arg.kind == ARG_GO_STRING {
+        let length = if matches!(arg.kind, ARG_GO_STRING | ARG_SLICE | ARG_INTERFACE) {
             location(ctx, arg.second).unwrap_or(0)
         } else {
             0
@@ -157,6 +162,8 @@ fn read_arg(ctx: &pt_regs, arg: &ArgSpec, i: usize, event: &mut Event) {
                 event.cut |= unreadable_bit(i);
             }
         }
+        ARG_SLICE => read_slice(value, length, arg.element, i, event),
+        ARG_INTERFACE => read_interface(value, length, arg.element, i, event),
         ARG_C_STRING => {
             // SAFETY: the helper stops at the buffer's end.
             match unsafe {
@@ -172,6 +179,72 @@ fn read_arg(ctx: &pt_regs, arg: &ArgSpec, i: usize, event: &mut Event) {
             }
         }
         _ => {}
+    }
+}
+
+/// The first whole elements of a slice of `length` elements of `element`
+/// bytes at `array`.
+#[inline(always)]
+fn read_slice(array: u64, length: u64, element: u32, i: usize, event: &mut Event) {
+    event.values[i] = length;
+    let element = u64::from(element.max(1));
+    let fit = (STRING_SIZE as u64 - 1) / element;
+    let count = if length < fit { length } else { fit };
+    if count < length {
+        event.cut |= 1 << i;
+    }
+    let n = ((count * element) as u32) & (STRING_SIZE as u32 - 1);
+    // SAFETY: at most STRING_SIZE - 1 bytes into a buffer of STRING_SIZE;
+    // a bad pointer makes the helper fail.
+    let failed =
+        unsafe { probe_read_user_raw(event.strings[i].as_mut_ptr().cast(), n, array as *const _) }
+            < 0;
+    if failed {
+        event.cut |= unreadable_bit(i);
+    }
+}
+
+/// The dynamic type of an interface (`type_word`, through the itab when
+/// `itab_type_at` is nonzero) and what its data word points to.
+#[inline(always)]
+fn read_interface(type_word: u64, data: u64, itab_type_at: u32, i: usize, event: &mut Event) {
+    event.values[i] = data;
+    if type_word == 0 {
+        return; // nil: all zeros
+    }
+    let rtype = if itab_type_at != 0 {
+        // SAFETY: bounded user read that fails cleanly.
+        match unsafe { bpf_probe_read_user((type_word + u64::from(itab_type_at)) as *const u64) } {
+            Ok(t) => t,
+            Err(_) => {
+                event.cut |= unreadable_bit(i);
+                return;
+            }
+        }
+    } else {
+        type_word
+    };
+    let slot = &mut event.strings[i];
+    slot[IFACE_TYPE_AT..IFACE_TYPE_AT + 8].copy_from_slice(&rtype.to_le_bytes());
+    // Speculative reads: which of them mean something depends on the type,
+    // which only user space can name. A failure leaves zeros.
+    // SAFETY: bounded user reads into the slot's own bytes.
+    unsafe {
+        let Ok(value) = bpf_probe_read_user(data as *const [u64; 2]) else {
+            return;
+        };
+        slot[IFACE_DATA_AT..IFACE_DATA_AT + 8].copy_from_slice(&value[0].to_le_bytes());
+        slot[IFACE_DATA_AT + 8..IFACE_DATA_AT + 16].copy_from_slice(&value[1].to_le_bytes());
+        let n = if value[1] < IFACE_TEXT_MAX as u64 {
+            value[1] as u32
+        } else {
+            IFACE_TEXT_MAX as u32
+        };
+        probe_read_user_raw(
+            slot[IFACE_TEXT_AT..].as_mut_ptr().cast(),
+            n & (STRING_SIZE as u32 - 1),
+            value[0] as *const _,
+        );
     }
 }
 

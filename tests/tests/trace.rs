@@ -40,12 +40,8 @@ fn events(out: &Output) -> Vec<(String, String)> {
         .skip(1)
         .filter(|l| !l.starts_with(' '))
         .map(|l| {
-            let fields: Vec<&str> = l
-                .splitn(6, char::is_whitespace)
-                .filter(|f| !f.is_empty())
-                .collect();
+            // PID TID GOID COMM FUNC MESSAGE...
             let rest: Vec<&str> = l.split_whitespace().skip(4).collect();
-            let _ = fields;
             (rest[0].to_owned(), rest[1..].join(" "))
         })
         .collect()
@@ -247,6 +243,94 @@ fn user_stack() {
     );
 }
 
+/// Calls the compiler inlined have no frame, but -U names them: the args
+/// fixture's `helper` is inlined into main.main and calls main.leaf. Go
+/// 1.19 and 1.27 lay inline trees out differently; stripped binaries find
+/// them through moduledata.
+fn inlined_frames(args: &Fixture) {
+    let out = trace(
+        args,
+        &["-U"],
+        &[probe(args, r#"main.leaf "%d", goarg1"#)],
+        1,
+    );
+    let frames: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("        "))
+        .map(str::trim)
+        .collect();
+    assert!(frames.len() >= 4, "{}", out.stdout);
+    assert!(frames[0].starts_with("main.leaf+0x"), "{frames:?}");
+    assert!(
+        frames[1].starts_with("main.helper (inlined) ["),
+        "{frames:?}"
+    );
+    assert!(frames[2].starts_with("main.main+0x"), "{frames:?}");
+}
+
+#[test]
+fn inlined_frames_in_user_stacks() {
+    inlined_frames(&build(Go::Go119));
+    inlined_frames(&build(Go::Go127));
+    inlined_frames(&Fixture::build_with("args", Go::Go127, &["-ldflags=-s -w"]));
+}
+
+/// The event lines of one probe on the args fixture run once.
+fn messages(args: &Fixture, text: &str) -> Vec<String> {
+    let out = trace(args, &[], &[probe(args, text)], 1);
+    events(&out).into_iter().map(|(_, m)| m).collect()
+}
+
+/// Slices print their length and first elements; interfaces their dynamic
+/// type, named from the binary's type descriptors, and value. The calls
+/// and values are those of the fixture's source.
+fn slices_and_interfaces(args: &Fixture) {
+    assert_eq!(
+        messages(args, r#"main.sum "%v", xs"#),
+        ["len=3 [1 2 3]", "len=10 [0 1 2 3 4 5 6 ...]"]
+    );
+    assert_eq!(
+        messages(args, r#"main.checksum "%v", data"#),
+        [r#"len=5 "hello""#]
+    );
+    let described = messages(args, r#"main.describe "%v", v"#);
+    assert_eq!(described.len(), 5, "{described:?}");
+    assert_eq!(
+        described[..3],
+        ["int(42)", r#"string("hi")"#, "main.Celsius(-5)"]
+    );
+    assert!(
+        described[3].starts_with("*main.Request(0x"),
+        "{described:?}"
+    );
+    assert_eq!(described[4], "<nil>");
+    let reported = messages(args, r#"main.report "%v", err"#);
+    assert_eq!(reported.len(), 1);
+    assert!(
+        reported[0].starts_with("*errors.errorString(0x"),
+        "{reported:?}"
+    );
+}
+
+#[test]
+fn slices_and_interfaces_go119() {
+    slices_and_interfaces(&build(Go::Go119));
+}
+
+#[test]
+fn slices_and_interfaces_go127() {
+    slices_and_interfaces(&build(Go::Go127));
+}
+
+/// In a PIE the kernel sees type descriptors at run-time addresses; the
+/// load bias comes from where the probe fired, even after the process has
+/// exited (it runs for a millisecond here).
+#[test]
+fn slices_and_interfaces_pie() {
+    slices_and_interfaces(&Fixture::build_with("args", Go::Go127, &["-buildmode=pie"]));
+}
+
 /// -p: only that process, found without a path.
 #[test]
 fn pid_only() {
@@ -316,6 +400,14 @@ fn bad_probes() {
             vec!["need DWARF", "goargN"],
         ),
         (probe(&args, "main.nosuch"), vec!["no function"]),
+        (
+            probe(&args, r#"main.sum "%d", xs"#),
+            vec!["xs is a slice", "%v"],
+        ),
+        (
+            probe(&args, r#"main.describe "%s", v"#),
+            vec!["v is an interface", "%v"],
+        ),
         (String::new(), vec!["empty probe"]),
     ];
     for (text, needles) in &cases {

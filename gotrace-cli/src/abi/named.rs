@@ -5,10 +5,13 @@
 //! 2, structs field by field), unless the rest do not fit, in which case
 //! the whole argument goes on the stack in order.
 
-use gotrace_common::trace::{ArgSpec, ARG_GO_STRING, ARG_WORD};
+use gotrace_common::trace::{ArgSpec, ARG_GO_STRING, ARG_INTERFACE, ARG_SLICE, ARG_WORD};
 
 use super::amd64::{register, stack, Convention, GO_INT_REGISTERS};
 use crate::symbols::dwarf::{Param, Shape};
+
+/// Offset of `_type` in `runtime.itab` (after `inter`), Go 1.0 to 1.27.
+const ITAB_TYPE_AT: u32 = 8;
 
 /// Go's floating-point argument registers (X0-X14).
 const GO_FLOAT_REGISTERS: usize = 15;
@@ -35,6 +38,8 @@ pub struct Resolved {
     pub is_string: bool,
     /// A signed integer (`%d` sign-extends it from its size).
     pub signed: bool,
+    /// The value's Go shape, for printing slices and interfaces (`%v`).
+    pub shape: Shape,
 }
 
 /// Why a named argument cannot be read.
@@ -51,7 +56,7 @@ pub enum NamedError {
     #[error("{0}: floats are passed in X registers, which uprobes cannot read")]
     Float(String),
     #[error(
-        "{0}: interfaces and values other than integers, pointers and strings are not decoded yet"
+        "{0}: only integers, pointers, strings, slices and interfaces are decoded (name a field)"
     )]
     Unsupported(String),
     #[error("{0}: only one pointer can be followed")]
@@ -66,8 +71,8 @@ fn words(shape: &Shape) -> Option<(usize, usize)> {
     Some(match shape {
         Shape::Word { .. } | Shape::Pointer(_) => (1, 0),
         Shape::Float { .. } => (0, 1),
-        Shape::String | Shape::Interface => (2, 0),
-        Shape::Slice => (3, 0),
+        Shape::String | Shape::Interface { .. } => (2, 0),
+        Shape::Slice(_) => (3, 0),
         Shape::Struct { fields, .. } => {
             let mut total = (0, 0);
             for f in fields {
@@ -203,21 +208,35 @@ pub fn resolve(
         }
         path = shown;
     }
-    let (kind, size, signed) = match &shape {
-        Shape::Word { size, signed } => (ARG_WORD, *size, *signed),
-        Shape::Pointer(_) => (ARG_WORD, 8, false),
-        Shape::String => (ARG_GO_STRING, 16, false),
+    // `element`: see `ArgSpec::element`. Elements DWARF does not describe
+    // are copied as words and shown only as a count.
+    let (kind, size, signed, element) = match &shape {
+        Shape::Word { size, signed } => (ARG_WORD, *size, *signed, 0),
+        Shape::Pointer(_) => (ARG_WORD, 8, false, 0),
+        Shape::String => (ARG_GO_STRING, 16, false, 0),
+        Shape::Slice(element) => {
+            let bytes = element.as_ref().map_or(8, |e| e.size()).clamp(1, 63);
+            (ARG_SLICE, 24, false, bytes as u32)
+        }
+        Shape::Interface { empty } => (
+            ARG_INTERFACE,
+            16,
+            false,
+            if *empty { 0 } else { ITAB_TYPE_AT },
+        ),
         Shape::Float { .. } => return Err(NamedError::Float(path)),
         _ => return Err(NamedError::Unsupported(path)),
     };
     let mut spec = ArgSpec {
         kind,
+        element,
         ..ArgSpec::default()
     };
+    let two_words = matches!(kind, ARG_GO_STRING | ARG_SLICE | ARG_INTERFACE);
     match place {
         Place::Registers(r) => {
             spec.first = register(*r.first().ok_or_else(|| NamedError::Unknown(path.clone()))?);
-            if kind == ARG_GO_STRING {
+            if two_words {
                 spec.second = register(*r.get(1).ok_or_else(|| NamedError::Unknown(path.clone()))?);
             }
         }
@@ -236,6 +255,7 @@ pub fn resolve(
         size: size.clamp(1, 8),
         is_string: kind == ARG_GO_STRING,
         signed,
+        shape,
     })
 }
 

@@ -9,9 +9,9 @@ use gotrace_common::{
     probe::{Cookie, GOID_OFFSET},
     trace::{
         unreadable_bit, ArgSpec, Condition, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
-        ARG_WORD, EVENTS_MAP, JOIN_AND, JOIN_OR, LOST_MAP, MAX_ARGS, MAX_PROBES, OP_EQ, OP_GE,
-        OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, PROBES_MAP, PROGRAM, RING_BYTES,
-        STRING_SIZE, TID_FILTER,
+        ARG_INTERFACE, ARG_SLICE, ARG_WORD, EVENTS_MAP, IFACE_TYPE_AT, JOIN_AND, JOIN_OR, LOST_MAP,
+        MAX_ARGS, MAX_PROBES, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE,
+        PROBES_MAP, PROGRAM, RING_BYTES, STRING_SIZE, TID_FILTER,
     },
 };
 use tokio::io::unix::AsyncFd;
@@ -30,6 +30,7 @@ use crate::{
     ebpf,
     output::{
         events::{self, TimeColumn, Value},
+        govalue,
         time::hms_now,
     },
     privilege,
@@ -38,7 +39,7 @@ use crate::{
         format::{Conversion, Format},
         spec::{ArgExpr, Kind, Spec},
     },
-    symbols::{Binary, Function, Toolchain},
+    symbols::{dwarf::Shape, types::GoType, Binary, Function, Toolchain},
     target::Process,
 };
 
@@ -47,10 +48,12 @@ use crate::{
 #[command(
     after_help = "PROBE is [p:|r:][PATH:]FUNC [(FILTER)] [\"FORMAT\"[, ARG, ...]]\n\
     ARG: goargN (Go ABI word N), argN (C ABI), retval[N] (r: probes), or a parameter name\n\
-    from DWARF (name, req.Method). Examples:\n  \
+    from DWARF (name, req.Method). FORMAT: %d %u %x %s %c %p, and %v for any Go value\n\
+    (slices, interfaces). Examples:\n  \
     gotrace trace '/bin/app:main.add \"%d %d\", goarg1, goarg2'\n  \
     gotrace trace 'r:/bin/app:main.add \"sum %d\", retval'\n  \
-    gotrace trace -p 185 'main.greet (n > 1) \"%s %d\", name, n'"
+    gotrace trace -p 185 'main.greet (n > 1) \"%s %d\", name, n'\n  \
+    gotrace trace '/bin/app:main.handle \"%v %v\", items, err'"
 )]
 pub struct Args {
     /// Trace only this process (PATH may then be left out).
@@ -97,17 +100,42 @@ pub struct Args {
 }
 
 /// How to show one argument slot of a probe.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Shown {
     /// Meaningful bytes of a word.
     size: u64,
     /// `%d` sign-extends it (goargN and friends: yes, as bcc does).
     signed: bool,
+    /// Named arguments: the Go shape, which slices' elements need.
+    shape: Option<Shape>,
+}
+
+/// What a slot is printed or compared as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Want {
+    /// A word (`%d %u %x %c %p`, integer filters).
+    Word,
+    /// Text (`%s`, string filters).
+    Text,
+    /// Whatever the value is, as Go prints it (`%v`).
+    Go,
+}
+
+impl Want {
+    fn of(conversion: Conversion) -> Want {
+        match conversion {
+            Conversion::String => Want::Text,
+            Conversion::Go => Want::Go,
+            _ => Want::Word,
+        }
+    }
 }
 
 /// One probe on one function, as user space prints its events.
 struct Probe {
     function: String,
+    /// Link-time address of each probe site, by `Cookie::site`.
+    sites: Vec<u64>,
     format: Option<Format>,
     /// Per argument slot read by the kernel (format arguments first).
     shown: Vec<Shown>,
@@ -158,11 +186,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             probe_spec.pid = args.pid.unwrap_or(0);
             probe_spec.g_in_r14 =
                 u32::from(convention(&target.binary, function) == Convention::GoRegister);
-            for site in probe_sites(target, function, spec.kind, probe_index)? {
-                sites[index].push(site);
-            }
+            let (addresses, probe_sites) = probe_sites(target, function, spec.kind, probe_index)?;
+            sites[index].extend(probe_sites);
             probes.push(Probe {
                 function: function.name.clone(),
+                sites: addresses,
                 format: spec.format.clone(),
                 shown,
                 spec: probe_spec,
@@ -233,7 +261,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             time,
             first: None,
             printed: 0,
-            biases: HashMap::new(),
         };
         'run: loop {
             tokio::select! {
@@ -307,23 +334,23 @@ fn compile(
         .map(|f| f.values().collect())
         .unwrap_or_default();
     // Arguments printed, then filter operands not printed.
-    let mut slots: Vec<(ArgExpr, bool)> = spec
+    let mut slots: Vec<(ArgExpr, Want)> = spec
         .args
         .iter()
         .zip(&conversions)
-        .map(|(a, c)| (a.clone(), *c == Conversion::String))
+        .map(|(a, c)| (a.clone(), Want::of(*c)))
         .collect();
     let mut conditions = Vec::new();
     if let Some(filter) = &spec.filter {
         for c in &filter.comparisons {
-            let wants_text = matches!(c.value, FilterValue::Str(_));
-            let slot = match slots
-                .iter()
-                .position(|(a, text)| *a == c.arg && *text == wants_text)
-            {
+            let want = match c.value {
+                FilterValue::Str(_) => Want::Text,
+                FilterValue::Int(_) => Want::Word,
+            };
+            let slot = match slots.iter().position(|(a, w)| *a == c.arg && *w == want) {
                 Some(i) => i,
                 None => {
-                    slots.push((c.arg.clone(), wants_text));
+                    slots.push((c.arg.clone(), want));
                     slots.len() - 1
                 }
             };
@@ -340,21 +367,21 @@ fn compile(
     let mut probe = ProbeSpec::default();
     let mut shown = Vec::new();
     let mut params = None;
-    for (i, (expr, text)) in slots.iter().enumerate() {
-        let (arg, size, signed) = read_plan(
+    for (i, (expr, want)) in slots.iter().enumerate() {
+        let (arg, shown_as) = read_plan(
             target,
             function,
             convention,
             spec.kind,
             expr,
-            *text,
+            *want,
             &mut params,
         )?;
         if verbose {
             eprintln!("gotrace: {} {expr}: {arg:?} ({convention})", function.name);
         }
         probe.args[i] = arg;
-        shown.push(Shown { size, signed });
+        shown.push(shown_as);
     }
     for (i, (slot, op, value)) in conditions.into_iter().enumerate() {
         let mut condition = Condition {
@@ -403,16 +430,23 @@ fn compile(
     Ok((probe, shown))
 }
 
-/// How to read one argument expression, and its meaningful size.
+/// How to read one argument expression, and how to show what was read.
 fn read_plan(
     target: &Target,
     function: &Function,
     convention: Convention,
     kind: Kind,
     expr: &ArgExpr,
-    text: bool,
+    want: Want,
     params: &mut Option<Option<Vec<crate::symbols::dwarf::Param>>>,
-) -> anyhow::Result<(ArgSpec, u64, bool)> {
+) -> anyhow::Result<(ArgSpec, Shown)> {
+    let text = want == Want::Text;
+    // Unnamed words: 8 bytes, signed for %d as bcc has them.
+    let word_shown = Shown {
+        size: 8,
+        signed: true,
+        shape: None,
+    };
     let word = |first: u32| ArgSpec {
         kind: ARG_WORD,
         first,
@@ -439,9 +473,9 @@ fn read_plan(
                 bail!("goarg{n}: arguments are gone at return; use a p: probe");
             }
             if text {
-                (go_string(go_word(*n)?, go_word(n + 1)?), 8, true)
+                (go_string(go_word(*n)?, go_word(n + 1)?), word_shown)
             } else {
-                (word(go_word(*n)?), 8, true)
+                (word(go_word(*n)?), word_shown)
             }
         }
         ArgExpr::CArg(n) => {
@@ -450,17 +484,14 @@ fn read_plan(
             }
             let first = amd64::c_argument(*n);
             if text {
-                (
-                    ArgSpec {
-                        kind: ARG_C_STRING,
-                        first,
-                        ..ArgSpec::default()
-                    },
-                    8,
-                    true,
-                )
+                let c_string = ArgSpec {
+                    kind: ARG_C_STRING,
+                    first,
+                    ..ArgSpec::default()
+                };
+                (c_string, word_shown)
             } else {
-                (word(first), 8, true)
+                (word(first), word_shown)
             }
         }
         ArgExpr::Retval(n) => {
@@ -473,9 +504,9 @@ fn read_plan(
                 })
             };
             if text {
-                (go_string(result(*n)?, result(n + 1)?), 8, true)
+                (go_string(result(*n)?, result(n + 1)?), word_shown)
             } else {
-                (word(result(*n)?), 8, true)
+                (word(result(*n)?), word_shown)
             }
         }
         ArgExpr::Named { name, fields } => {
@@ -492,35 +523,47 @@ fn read_plan(
                     )
                 })?;
             let resolved = named::resolve(&function.name, params, convention, name, fields)?;
-            if text && !resolved.is_string {
-                bail!("{expr} is not a string: print it with %d, %x or %p");
+            let only_go = match resolved.shape {
+                Shape::Slice(_) => Some("a slice"),
+                Shape::Interface { .. } => Some("an interface"),
+                _ => None,
+            };
+            match (want, only_go) {
+                (Want::Go, _) => {}
+                (_, Some(what)) => bail!("{expr} is {what}: print it with %v"),
+                (Want::Text, None) if !resolved.is_string => {
+                    bail!("{expr} is not a string: print it with %d, %x or %p")
+                }
+                (Want::Word, None) if resolved.is_string => {
+                    bail!("{expr} is a string: print it with %s")
+                }
+                _ => {}
             }
-            if !text && resolved.is_string {
-                bail!("{expr} is a string: print it with %s");
-            }
-            (resolved.spec, resolved.size, resolved.signed)
+            let shown = Shown {
+                size: resolved.size,
+                signed: resolved.signed,
+                shape: Some(resolved.shape),
+            };
+            (resolved.spec, shown)
         }
     })
 }
 
 /// Entry probe (at the stack-check branch where there is one: same
-/// registers, counted once), or one probe per `ret` for `r:`.
+/// registers, counted once), or one probe per `ret` for `r:`; with the
+/// link-time address of each, numbered in the cookies.
 fn probe_sites(
     target: &Target,
     function: &Function,
     kind: Kind,
     index: u32,
-) -> anyhow::Result<Vec<ProbeSite>> {
+) -> anyhow::Result<(Vec<u64>, Vec<ProbeSite>)> {
     let code = target.binary.code(function);
-    match kind {
+    let (addresses, flags) = match kind {
         Kind::Entry => {
             let placement = placement::entry(code, function.address)
                 .with_context(|| format!("cannot trace {}", function.name))?;
-            Ok(vec![target.site(
-                function.address + placement.offset,
-                Cookie::new(index, placement.flags),
-                function.name.clone(),
-            )?])
+            (vec![function.address + placement.offset], placement.flags)
         }
         Kind::Return => {
             let exits = placement::exits(code, function.address);
@@ -530,22 +573,32 @@ fn probe_sites(
                     function.name
                 );
             }
-            exits
-                .into_iter()
-                .map(|exit| {
-                    target.site(
-                        exit,
-                        Cookie::new(index, 0),
-                        format!(
-                            "{} (return at +{:#x})",
-                            function.name,
-                            exit - function.address
-                        ),
-                    )
-                })
-                .collect()
+            (exits, 0)
         }
+    };
+    if addresses.len() > usize::from(u16::MAX) {
+        bail!("{} has too many returns to trace", function.name);
     }
+    let sites = addresses
+        .iter()
+        .enumerate()
+        .map(|(site, &address)| {
+            let describe = match kind {
+                Kind::Entry => function.name.clone(),
+                Kind::Return => format!(
+                    "{} (return at +{:#x})",
+                    function.name,
+                    address - function.address
+                ),
+            };
+            target.site(
+                address,
+                Cookie::at_site(index, flags, site as u16),
+                describe,
+            )
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((addresses, sites))
 }
 
 /// Prints events, tracking `-M` and the relative clock.
@@ -556,8 +609,6 @@ struct Printer<'a> {
     time: TimeColumn,
     first: Option<u64>,
     printed: u64,
-    /// Load bias per process, for symbolizing stacks of PIE binaries.
-    biases: HashMap<u32, u64>,
 }
 
 impl Printer<'_> {
@@ -580,6 +631,8 @@ impl Printer<'_> {
                 return Ok(false);
             }
         }
+        let bias = load_bias(&event, probe);
+        let binary = &self.targets[probe.binary].binary;
         let values: Vec<Value> = probe
             .shown
             .iter()
@@ -588,9 +641,10 @@ impl Printer<'_> {
                 decode(
                     &event,
                     i,
-                    probe.spec.args[i].kind,
-                    *shown,
+                    &probe.spec.args[i],
+                    shown,
                     self.args.string_size as usize,
+                    |address| binary.go_type(address.wrapping_sub(bias)),
                 )
             })
             .collect();
@@ -643,13 +697,10 @@ impl Printer<'_> {
     }
 
     /// The event's user stack, symbolized through the binary's functions.
-    fn frames(&mut self, event: &Event, probe: &Probe) -> Vec<String> {
+    fn frames(&self, event: &Event, probe: &Probe) -> Vec<String> {
+        let bias = load_bias(event, probe);
         let target = &self.targets[probe.binary];
         let count = (event.stack_bytes as usize / 8).min(event.stack.len());
-        let bias = *self
-            .biases
-            .entry(event.pid)
-            .or_insert_with(|| load_bias(event.pid, &target.binary).unwrap_or(0));
         let module = target
             .located
             .display
@@ -668,7 +719,7 @@ impl Printer<'_> {
         addresses
             .into_iter()
             .enumerate()
-            .map(|(i, address)| {
+            .flat_map(|(i, address)| {
                 let address = address.wrapping_sub(bias);
                 // Return addresses point after the call; look up the call.
                 let lookup = if i == 0 {
@@ -676,46 +727,52 @@ impl Printer<'_> {
                 } else {
                     address.wrapping_sub(1)
                 };
-                match target.binary.function_at(lookup) {
-                    Some(f) => format!("{}+{:#x} [{module}]", f.name, address - f.address),
-                    None => format!("{address:#x} [unknown]"),
-                }
+                let Some(f) = target.binary.function_at(lookup) else {
+                    return vec![format!("{address:#x} [unknown]")];
+                };
+                // Calls the compiler inlined here have no frame of their
+                // own: name them before the function that holds the code.
+                let frames = target.binary.frames_at(lookup);
+                let inlined = frames.len().saturating_sub(1);
+                frames[..inlined]
+                    .iter()
+                    .map(|name| format!("{name} (inlined) [{module}]"))
+                    .chain([format!("{}+{:#x} [{module}]", f.name, address - f.address)])
+                    .collect()
             })
             .collect()
     }
 }
 
-/// How far a process loaded `binary` from its link-time addresses (0 for
-/// non-PIE executables), from the first mapping of its file.
-fn load_bias(pid: u32, binary: &Binary) -> Option<u64> {
-    if !binary.facts().position_independent {
-        return Some(0);
-    }
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    for line in maps.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() < 6 || std::path::Path::new(fields[5]) != exe {
-            continue;
-        }
-        let start = u64::from_str_radix(fields[0].split('-').next()?, 16).ok()?;
-        let offset = u64::from_str_radix(fields[2], 16).ok()?;
-        let address = binary.address_of_file_offset(offset)?;
-        return Some(start - address);
-    }
-    None
+/// How far the process loaded the probe's binary from its link-time
+/// addresses (0 unless PIE): where the probe fired against where its site
+/// is in the file.
+fn load_bias(event: &Event, probe: &Probe) -> u64 {
+    probe
+        .sites
+        .get(event.site as usize)
+        .map_or(0, |&site| event.ip.wrapping_sub(site))
 }
 
-/// The value of argument slot `i` of `event`.
-fn decode(event: &Event, i: usize, kind: u32, shown: Shown, string_size: usize) -> Value {
+/// The value of argument slot `i` of `event`, read as `arg` says;
+/// `go_type(address)` names the type descriptor at a run-time address.
+fn decode(
+    event: &Event,
+    i: usize,
+    arg: &ArgSpec,
+    shown: &Shown,
+    string_size: usize,
+    go_type: impl Fn(u64) -> Option<GoType>,
+) -> Value {
     if event.cut & unreadable_bit(i) != 0 {
         return Value::Unreadable;
     }
-    match kind {
+    let cut = event.cut & (1 << i) != 0;
+    match arg.kind {
         ARG_GO_STRING | ARG_C_STRING => {
             let length = (event.values[i] as usize).min(STRING_SIZE - 1);
             let bytes = &event.strings[i][..length];
-            let bytes = if kind == ARG_C_STRING {
+            let bytes = if arg.kind == ARG_C_STRING {
                 bytes.split(|&b| b == 0).next().unwrap_or_default()
             } else {
                 bytes
@@ -723,8 +780,32 @@ fn decode(event: &Event, i: usize, kind: u32, shown: Shown, string_size: usize) 
             let keep = string_size.saturating_sub(1);
             Value::Text {
                 bytes: bytes[..bytes.len().min(keep)].to_vec(),
-                cut: event.cut & (1 << i) != 0 || bytes.len() > keep,
+                cut: cut || bytes.len() > keep,
             }
+        }
+        ARG_SLICE => {
+            // The whole elements the program copied (see `read_slice`).
+            let element = u64::from(arg.element.max(1));
+            let count = event.values[i].min((STRING_SIZE as u64 - 1) / element);
+            let bytes = &event.strings[i][..(count * element) as usize];
+            let element_shape = match &shown.shape {
+                Some(Shape::Slice(element)) => element.as_deref(),
+                _ => None,
+            };
+            Value::Go(govalue::slice(bytes, event.values[i], cut, element_shape))
+        }
+        ARG_INTERFACE => {
+            let slot = &event.strings[i];
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&slot[IFACE_TYPE_AT..IFACE_TYPE_AT + 8]);
+            let type_address = u64::from_le_bytes(word);
+            let resolved = (type_address != 0).then(|| go_type(type_address)).flatten();
+            Value::Go(govalue::interface(
+                slot,
+                type_address,
+                event.values[i],
+                resolved.as_ref(),
+            ))
         }
         _ => Value::Int {
             value: event.values[i],

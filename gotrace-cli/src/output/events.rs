@@ -13,6 +13,9 @@ pub enum Value {
     Int { value: u64, size: u64, signed: bool },
     /// Text; `cut` when it was longer than the kernel kept.
     Text { bytes: Vec<u8>, cut: bool },
+    /// A slice or interface, already written as Go prints it (see
+    /// `output::govalue`).
+    Go(String),
     /// The kernel could not read it (bad pointer, paged out).
     Unreadable,
 }
@@ -104,16 +107,17 @@ fn render(conversion: Conversion, value: &Value) -> String {
         return "<unreadable>".to_owned();
     }
     match (conversion, value) {
-        (Conversion::String, Value::Text { bytes, cut }) => {
+        (Conversion::String | Conversion::Go, Value::Text { bytes, cut }) => {
             let mut text = String::from_utf8_lossy(bytes).into_owned();
             if *cut {
                 text.push_str("...");
             }
             text
         }
+        (_, Value::Go(text)) => text.clone(),
         (Conversion::String, Value::Int { .. }) => "<not a string>".to_owned(),
         (_, Value::Text { bytes, .. }) => bytes.len().to_string(),
-        (Conversion::Signed, v) => v.signed().unwrap_or_default().to_string(),
+        (Conversion::Signed | Conversion::Go, v) => v.signed().unwrap_or_default().to_string(),
         (Conversion::Unsigned, v) => v.unsigned().unwrap_or_default().to_string(),
         (Conversion::Hex { upper: false }, v) => format!("{:x}", v.unsigned().unwrap_or_default()),
         (Conversion::Hex { upper: true }, v) => format!("{:X}", v.unsigned().unwrap_or_default()),

@@ -2,5 +2,6 @@
 
 pub mod counts;
 pub mod events;
+pub mod govalue;
 pub mod histogram;
 pub mod time;

@@ -1,16 +1,23 @@
 //! bcc trace's printf subset: `%d %i %u %x %X %s %c %p`, with the length
 //! modifiers `l`, `ll` and `h` accepted and ignored (every value is read as
-//! a 64-bit word), and `%%`. Checked before anything is attached.
+//! a 64-bit word), and `%%`; plus Go's `%v` (a value as Go prints it: the
+//! only way to print slices and interfaces). Checked before anything is
+//! attached.
 
 /// How one value is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conversion {
     Signed,
     Unsigned,
-    Hex { upper: bool },
+    Hex {
+        upper: bool,
+    },
     String,
     Char,
     Pointer,
+    /// `%v`: integers in decimal, strings as text, slices and interfaces
+    /// decoded.
+    Go,
 }
 
 /// A piece of a format: text, or a value.
@@ -31,7 +38,7 @@ pub struct Format {
 pub enum FormatError {
     #[error("format ends in a lone '%'")]
     Trailing,
-    #[error("unsupported conversion '%{0}' (use %d %u %x %s %c %p, optionally with l/ll/h)")]
+    #[error("unsupported conversion '%{0}' (use %d %u %x %s %c %p %v, optionally with l/ll/h)")]
     Unsupported(String),
 }
 
@@ -99,6 +106,7 @@ impl std::str::FromStr for Format {
                         ("s", true) if spec == "s" => Conversion::String,
                         ("c", true) if spec == "c" => Conversion::Char,
                         ("p", true) if spec == "p" => Conversion::Pointer,
+                        ("v", true) if spec == "v" => Conversion::Go,
                         _ => return Err(FormatError::Unsupported(spec)),
                     };
                     if !literal.is_empty() {
@@ -122,7 +130,7 @@ mod tests {
 
     #[test]
     fn conversions() {
-        let f: Format = "%d %lld %llu %lx 100%% %s %c %p\\n".parse().unwrap();
+        let f: Format = "%d %lld %llu %lx 100%% %s %c %p %v\\n".parse().unwrap();
         assert_eq!(
             f.values().collect::<Vec<_>>(),
             [
@@ -132,7 +140,8 @@ mod tests {
                 Conversion::Hex { upper: false },
                 Conversion::String,
                 Conversion::Char,
-                Conversion::Pointer
+                Conversion::Pointer,
+                Conversion::Go
             ]
         );
         assert!(f.pieces.contains(&Piece::Text(" 100% ".into())));
@@ -155,6 +164,10 @@ mod tests {
         assert_eq!(
             "%lllld".parse::<Format>(),
             Err(FormatError::Unsupported("lllld".into()))
+        );
+        assert_eq!(
+            "%lv".parse::<Format>(),
+            Err(FormatError::Unsupported("lv".into()))
         );
         assert_eq!(
             "%q".parse::<Format>(),

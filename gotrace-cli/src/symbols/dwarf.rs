@@ -89,10 +89,13 @@ pub enum Shape {
     },
     /// `string`: pointer and length.
     String,
-    /// `[]T`: pointer, length, capacity.
-    Slice,
-    /// An interface: type word and data word.
-    Interface,
+    /// `[]T`: pointer, length, capacity; the element's shape when DWARF
+    /// describes it.
+    Slice(Option<Box<Shape>>),
+    /// An interface: type word (an itab unless `empty`) and data word.
+    Interface {
+        empty: bool,
+    },
     /// A pointer; the pointee's shape when it was worth resolving.
     Pointer(Option<Box<Shape>>),
     Struct {
@@ -119,8 +122,8 @@ impl Shape {
         match self {
             Shape::Word { size, .. } | Shape::Float { size } | Shape::Other { size } => *size,
             Shape::Struct { size, .. } => *size,
-            Shape::String | Shape::Interface => 16,
-            Shape::Slice => 24,
+            Shape::String | Shape::Interface { .. } => 16,
+            Shape::Slice(_) => 24,
             Shape::Pointer(_) => 8,
         }
     }
@@ -200,6 +203,12 @@ pub fn parameters(object: &object::File<'_>, function: &str) -> Option<Vec<Param
         }
     }
     None
+}
+
+/// Go describes `interface{}` with `runtime.eface` (no itab) and every
+/// other interface with `runtime.iface`.
+fn is_empty_interface(name: &str) -> bool {
+    matches!(name, "runtime.eface" | "interface {}" | "any")
 }
 
 fn string_attr<R: gimli::Reader>(
@@ -287,13 +296,28 @@ impl<R: gimli::Reader> Types<'_, R> {
                     .map(Box::new),
             ),
             gimli::DW_TAG_structure_type if name == "string" => Shape::String,
-            gimli::DW_TAG_structure_type if name.starts_with("[]") => Shape::Slice,
+            gimli::DW_TAG_structure_type if name.starts_with("[]") => {
+                // The first member, `array`, points at the elements.
+                let mut tree = unit.entries_tree(Some(offset)).ok()?;
+                let root = tree.root().ok()?;
+                let mut children = root.children();
+                let element = match children.next() {
+                    Ok(Some(array)) => match self.referenced(u, array.entry(), 1, nesting + 1) {
+                        Some(Shape::Pointer(element)) => element,
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                Shape::Slice(element)
+            }
             gimli::DW_TAG_structure_type
                 if kind == Some(GO_KIND_INTERFACE)
                     || name == "runtime.iface"
                     || name == "runtime.eface" =>
             {
-                Shape::Interface
+                Shape::Interface {
+                    empty: is_empty_interface(&name),
+                }
             }
             gimli::DW_TAG_structure_type => {
                 let mut fields = Vec::new();
@@ -322,7 +346,9 @@ impl<R: gimli::Reader> Types<'_, R> {
                 }
                 Shape::Struct { size, fields }
             }
-            _ if kind == Some(GO_KIND_INTERFACE) => Shape::Interface,
+            _ if kind == Some(GO_KIND_INTERFACE) => Shape::Interface {
+                empty: is_empty_interface(&name),
+            },
             _ => Shape::Other { size },
         })
     }

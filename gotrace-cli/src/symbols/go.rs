@@ -88,36 +88,66 @@ pub(super) fn pclntab_functions(object: &object::File<'_>) -> Option<Vec<Functio
     Some(functions)
 }
 
-/// The inlined call sites of a gc binary (Go 1.18+); `read` reads bytes at
-/// a virtual address.
+/// Where a gc binary keeps its inline trees: the pclntab (a range of the
+/// file) and `go:func.*`, which the trees' funcdata offsets count from.
+pub(super) struct InlineTables {
+    pub table: std::ops::Range<usize>,
+    pub text_start: Option<u64>,
+    pub gofunc: u64,
+}
+
+impl InlineTables {
+    pub(super) fn find(object: &object::File<'_>) -> Option<InlineTables> {
+        let t = table(object)?;
+        let (offset, size) = pclntab_section(object)?.file_range()?;
+        let start = usize::try_from(offset).ok()?;
+        let symbol = object
+            .symbols()
+            .find(|s| s.name().is_ok_and(|n| n == "go:func.*" || n == "go.func.*"))
+            .map(|s| s.address());
+        let gofunc = symbol.or_else(|| {
+            let rodata = object.section_by_name(".rodata")?.address();
+            let read_only = |address: u64| {
+                object.sections().any(|s| {
+                    s.kind() == object::SectionKind::ReadOnlyData
+                        && (s.address()..s.address() + s.size()).contains(&address)
+                })
+            };
+            ModuleData::find(object, t.address, t.funcname_offset?)?.gofunc(rodata, read_only)
+        })?;
+        Some(InlineTables {
+            table: start..start.checked_add(usize::try_from(size).ok()?)?,
+            text_start: text_start(object, &t),
+            gofunc,
+        })
+    }
+
+    /// The pclntab in `file`.
+    pub(super) fn table<'d>(&self, file: &'d [u8]) -> Option<Pclntab<'d>> {
+        Pclntab::parse(file.get(self.table.clone())?, self.text_start).ok()
+    }
+
+    /// A reader of `go:func.*` by offset, through `read` (bytes at a
+    /// virtual address).
+    pub(super) fn gofunc<'d>(
+        &self,
+        read: impl Fn(u64, usize) -> Option<&'d [u8]>,
+    ) -> impl Fn(u64, usize) -> Option<&'d [u8]> {
+        let gofunc = self.gofunc;
+        move |offset: u64, len| read(gofunc.checked_add(offset)?, len)
+    }
+}
+
+/// The inlined call sites of a gc binary (Go 1.18+).
 pub(super) fn inlined_sites<'d>(
-    object: &object::File<'d>,
+    tables: &InlineTables,
+    file: &'d [u8],
     read: impl Fn(u64, usize) -> Option<&'d [u8]>,
 ) -> Vec<InlinedSite> {
-    let Some(t) = table(object) else {
-        return Vec::new();
-    };
-    let Ok(table) = Pclntab::parse(t.data, text_start(object, &t)) else {
-        return Vec::new();
-    };
-    let symbol = object
-        .symbols()
-        .find(|s| s.name().is_ok_and(|n| n == "go:func.*" || n == "go.func.*"))
-        .map(|s| s.address());
-    let gofunc = symbol.or_else(|| {
-        let rodata = object.section_by_name(".rodata")?.address();
-        let read_only = |address: u64| {
-            object.sections().any(|s| {
-                s.kind() == object::SectionKind::ReadOnlyData
-                    && (s.address()..s.address() + s.size()).contains(&address)
-            })
-        };
-        ModuleData::find(object, t.address, t.funcname_offset?)?.gofunc(rodata, read_only)
-    });
-    let Some(gofunc) = gofunc else {
-        return Vec::new();
-    };
-    inline::sites(&table, |offset, len| read(gofunc.checked_add(offset)?, len))
+    tables
+        .table(file)
+        .map(|table| inline::sites(&table, tables.gofunc(read)))
+        .unwrap_or_default()
 }
 
 /// The address Go's text starts at, which offset-style pclntabs (Go 1.18+)
@@ -133,6 +163,24 @@ fn text_start(object: &object::File<'_>, table: &Table<'_>) -> Option<u64> {
         .and_then(|offset| ModuleData::find(object, table.address, offset))
         .and_then(|m| m.text())
         .or_else(|| object.section_by_name(".text").map(|s| s.address()))
+}
+
+/// The base that type descriptors' name offsets count from
+/// (`moduledata.types`): the `runtime.types` symbol; in stripped binaries
+/// the section the linker starts with type data: `.go.type` (Go 1.26+;
+/// `.data.rel.ro.go.type` in PIE), before that `.rodata`.
+pub(super) fn types_base(object: &object::File<'_>) -> Option<u64> {
+    if let Some(symbol) = object
+        .symbols()
+        .find(|s| s.name().is_ok_and(|n| n == "runtime.types"))
+    {
+        return Some(symbol.address());
+    }
+    object
+        .sections()
+        .find(|s| s.name().is_ok_and(|n| n.ends_with(".go.type")))
+        .or_else(|| object.section_by_name(".rodata"))
+        .map(|s| s.address())
 }
 
 /// The `.go.buildinfo` of a gc binary; `read` reads bytes at a virtual

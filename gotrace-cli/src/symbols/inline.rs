@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use super::pclntab::{read_uint, Pclntab, Version};
+use super::pclntab::{read_uint, PcFunc, Pclntab, Version};
 
 const PCDATA_INL_TREE_INDEX: usize = 2;
 const FUNCDATA_INL_TREE: usize = 3;
@@ -32,48 +32,42 @@ pub struct InlinedSite {
     pub address: u64,
 }
 
-/// Every inlined call site of the table's functions, in address order.
-/// `gofunc(offset, len)` reads `len` bytes at `offset` from `go:func.*`.
-/// Tables older than Go 1.18 give none.
-pub fn sites<'a>(
-    table: &Pclntab<'a>,
-    gofunc: impl Fn(u64, usize) -> Option<&'a [u8]>,
-) -> Vec<InlinedSite> {
-    let entry_size = match table.version {
-        Version::Go118 => 20,
-        Version::Go120 => 16,
-        Version::Go12 | Version::Go116 => return Vec::new(),
-    };
-    let mut sites = Vec::new();
-    for function in table.functions() {
-        let Some(record) = table.record(&function) else {
-            continue;
+/// One function's inline tree: its code ranges with their tree index,
+/// and each tree entry's inlined function name and parent index.
+struct Tree<'a> {
+    ranges: Vec<(u64, u64, i32)>,
+    entries: Vec<(Option<&'a str>, i32)>,
+}
+
+impl<'a> Tree<'a> {
+    /// The tree of `function`, if it has inlined calls (Go 1.18+ tables).
+    fn of(
+        table: &Pclntab<'a>,
+        function: &PcFunc<'a>,
+        gofunc: &impl Fn(u64, usize) -> Option<&'a [u8]>,
+    ) -> Option<Tree<'a>> {
+        let entry_size = match table.version {
+            Version::Go118 => 20,
+            Version::Go120 => 16,
+            Version::Go12 | Version::Go116 => return None,
         };
-        let (Some(index_table), Some(tree)) = (
-            record.pcdata(PCDATA_INL_TREE_INDEX),
-            record.funcdata(FUNCDATA_INL_TREE),
-        ) else {
-            continue;
-        };
+        let record = table.record(function)?;
+        let index_table = record.pcdata(PCDATA_INL_TREE_INDEX)?;
+        let tree = record.funcdata(FUNCDATA_INL_TREE)?;
         let ranges: Vec<(u64, u64, i32)> = table
             .pc_values(index_table, function.entry)
             .into_iter()
             .filter(|&(start, end, _)| start < end && end <= function.end)
             .collect();
-        let Some(count) = ranges.iter().map(|r| r.2).max().filter(|&m| m >= 0) else {
-            continue;
-        };
-        let count = count as usize + 1;
-        let Some(bytes) = gofunc(u64::from(tree), count * entry_size) else {
-            continue;
-        };
+        let count = ranges.iter().map(|r| r.2).max().filter(|&m| m >= 0)? as usize + 1;
+        let bytes = gofunc(u64::from(tree), count * entry_size)?;
         let index_at = |pc: u64| {
             ranges
                 .iter()
                 .find(|&&(start, end, _)| start <= pc && pc < end)
                 .map_or(-1, |r| r.2)
         };
-        let entries: Vec<(Option<&str>, i32)> = (0..count)
+        let entries = (0..count)
             .map(|i| {
                 let e = &bytes[i * entry_size..(i + 1) * entry_size];
                 let int = |at: usize| read_uint(e, at, 4).map_or(-1, |v| v as u32 as i32);
@@ -93,27 +87,46 @@ pub fn sites<'a>(
                 }
             })
             .collect();
+        Some(Tree { ranges, entries })
+    }
+
+    /// Tree index `at` and its ancestors, innermost first. Parents precede
+    /// children in a tree; the bound stops cycles in a corrupt table.
+    fn chain(&self, mut at: i32) -> impl Iterator<Item = usize> + '_ {
+        std::iter::from_fn(move || {
+            let i = usize::try_from(at).ok()?;
+            at = self.entries.get(i)?.1;
+            Some(i)
+        })
+        .take(self.entries.len())
+    }
+}
+
+/// Every inlined call site of the table's functions, in address order.
+/// `gofunc(offset, len)` reads `len` bytes at `offset` from `go:func.*`.
+/// Tables older than Go 1.18 give none.
+pub fn sites<'a>(
+    table: &Pclntab<'a>,
+    gofunc: impl Fn(u64, usize) -> Option<&'a [u8]>,
+) -> Vec<InlinedSite> {
+    let mut sites = Vec::new();
+    for function in table.functions() {
+        let Some(tree) = Tree::of(table, &function, &gofunc) else {
+            continue;
+        };
         // The first instruction of each inlined call: the lowest pc owned by
         // it or by anything inlined into it.
         let mut first: BTreeMap<usize, u64> = BTreeMap::new();
-        for &(start, _, index) in &ranges {
-            let mut at = index;
-            // Parents precede children in the tree; the bound stops cycles
-            // in a corrupt table.
-            for _ in 0..count {
-                let Ok(i) = usize::try_from(at) else { break };
-                let Some(&(_, parent)) = entries.get(i) else {
-                    break;
-                };
+        for &(start, _, index) in &tree.ranges {
+            for i in tree.chain(index) {
                 first
                     .entry(i)
                     .and_modify(|pc| *pc = (*pc).min(start))
                     .or_insert(start);
-                at = parent;
             }
         }
         for (i, address) in first {
-            if let Some(name) = entries[i].0 {
+            if let Some(name) = tree.entries[i].0 {
                 sites.push(InlinedSite {
                     name: name.to_owned(),
                     caller: function.name.to_owned(),
@@ -124,4 +137,27 @@ pub fn sites<'a>(
     }
     sites.sort_by_key(|s| s.address);
     sites
+}
+
+/// The calls inlined at `pc`, innermost first, then the function that
+/// holds the code: the frames a stack walk sees as one.
+pub fn frames_at<'a>(
+    table: &Pclntab<'a>,
+    gofunc: impl Fn(u64, usize) -> Option<&'a [u8]>,
+    pc: u64,
+) -> Vec<&'a str> {
+    let Some(function) = table.function_containing(pc) else {
+        return Vec::new();
+    };
+    let mut frames = Vec::new();
+    if let Some(tree) = Tree::of(table, &function, &gofunc) {
+        let index = tree
+            .ranges
+            .iter()
+            .find(|&&(start, end, _)| start <= pc && pc < end)
+            .map_or(-1, |r| r.2);
+        frames.extend(tree.chain(index).filter_map(|i| tree.entries[i].0));
+    }
+    frames.push(function.name);
+    frames
 }

@@ -14,6 +14,7 @@ pub mod inline;
 mod locate;
 mod moduledata;
 pub mod pclntab;
+pub mod types;
 
 use std::{
     fs::File,
@@ -85,6 +86,9 @@ pub struct Binary {
     toolchain: Option<Toolchain>,
     facts: Facts,
     inlined: Vec<inline::InlinedSite>,
+    /// `moduledata.types` of gc binaries (see `go::types_base`).
+    types_base: Option<u64>,
+    inline_tables: Option<go::InlineTables>,
 }
 
 /// What `gotrace info` reports about a binary beyond its functions.
@@ -138,7 +142,14 @@ impl Binary {
             let start = usize::try_from(file_offset(&segments, address)?).ok()?;
             data.get(start..start.checked_add(len)?)
         };
-        let inlined = go::inlined_sites(&object, read);
+        let inline_tables = go::InlineTables::find(&object);
+        let inlined = inline_tables
+            .as_ref()
+            .map(|tables| go::inlined_sites(tables, &data, read))
+            .unwrap_or_default();
+        let types_base = (toolchain == Some(Toolchain::Gc))
+            .then(|| go::types_base(&object))
+            .flatten();
         let facts = Facts {
             build_info: go::build_info(&object, read),
             compiler_comment: elf::comment(&object),
@@ -157,6 +168,8 @@ impl Binary {
             toolchain,
             facts,
             inlined,
+            types_base,
+            inline_tables,
         })
     }
 
@@ -232,6 +245,33 @@ impl Binary {
     /// size is unknown or it lies outside the file).
     pub fn code(&self, function: &Function) -> &[u8] {
         self.code_at(function.address, function.size)
+    }
+
+    /// The frames at code address `pc`: calls inlined there, innermost
+    /// first, then the function holding the code. Empty outside Go code;
+    /// just the function where there are no inline trees.
+    pub fn frames_at(&self, pc: u64) -> Vec<&str> {
+        if let Some(tables) = &self.inline_tables {
+            if let Some(table) = tables.table(&self.data) {
+                let gofunc = tables.gofunc(|at, len| self.bytes_at(at, len));
+                return inline::frames_at(&table, gofunc, pc);
+            }
+        }
+        self.function_at(pc)
+            .map(|f| vec![f.name.as_str()])
+            .unwrap_or_default()
+    }
+
+    /// The Go type whose descriptor is at link-time `address` (an
+    /// interface's dynamic type), if this is a gc binary and it is one.
+    pub fn go_type(&self, address: u64) -> Option<types::GoType> {
+        types::decode(|at, len| self.bytes_at(at, len), self.types_base?, address)
+    }
+
+    /// Exactly `len` bytes of the file at virtual `address`.
+    fn bytes_at(&self, address: u64, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(self.file_offset(address)?).ok()?;
+        self.data.get(start..start.checked_add(len)?)
     }
 
     /// Up to `len` bytes of machine code from `address` (fewer at the end of

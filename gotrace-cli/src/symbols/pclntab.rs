@@ -190,6 +190,24 @@ impl<'a> Pclntab<'a> {
         (0..self.nfunc).filter_map(move |i| self.function(i))
     }
 
+    /// The function whose code holds `pc`, by binary search over the
+    /// table (which the linker sorts by entry).
+    pub fn function_containing(&self, pc: u64) -> Option<PcFunc<'a>> {
+        let (mut low, mut high) = (0, self.nfunc);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let f = self.function(mid)?;
+            if pc < f.entry {
+                high = mid;
+            } else if pc >= f.end {
+                low = mid + 1;
+            } else {
+                return Some(f);
+            }
+        }
+        None
+    }
+
     fn function(&self, i: usize) -> Option<PcFunc<'a>> {
         let field = if self.version.relative_entries() {
             4

@@ -1,0 +1,225 @@
+//! Slices and interfaces as `trace` prints them with `%v`, from the bytes
+//! the kernel copied (see `gotrace_common::trace::ARG_SLICE` and
+//! `ARG_INTERFACE`): `len=3 [1 2 3]`, `len=5 "hello"`, `int(42)`,
+//! `string("bob")`, `*main.Request(0xc000012345)`, `<nil>`.
+
+use gotrace_common::trace::{IFACE_DATA_AT, IFACE_TEXT_AT, IFACE_TEXT_MAX, STRING_SIZE};
+
+use crate::symbols::{
+    dwarf::Shape,
+    types::{GoType, Kind},
+};
+
+/// A slice of `length` elements of shape `element`, whose first elements
+/// are `bytes` (whole elements); `cut` when elements were left out.
+pub fn slice(bytes: &[u8], length: u64, cut: bool, element: Option<&Shape>) -> String {
+    let more = if cut { " ..." } else { "" };
+    let elements: Option<Vec<String>> = match element {
+        // []byte and []uint8 read best as text.
+        Some(Shape::Word {
+            size: 1,
+            signed: false,
+        }) => {
+            return format!("len={length} {:?}{more}", String::from_utf8_lossy(bytes));
+        }
+        Some(Shape::Word { size, signed }) => Some(
+            bytes
+                .chunks_exact(*size as usize)
+                .map(|chunk| integer(chunk, *signed))
+                .collect(),
+        ),
+        Some(Shape::Float { size }) => Some(
+            bytes
+                .chunks_exact(*size as usize)
+                .map(|chunk| float(chunk).unwrap_or_default())
+                .collect(),
+        ),
+        Some(Shape::Pointer(_)) => Some(
+            bytes
+                .chunks_exact(8)
+                .map(|chunk| format!("0x{:x}", le(chunk)))
+                .collect(),
+        ),
+        // Strings, structs...: their bytes are headers, not values.
+        _ => None,
+    };
+    match elements {
+        Some(elements) => format!("len={length} [{}{more}]", elements.join(" ")),
+        None if length == 0 => "len=0 []".to_owned(),
+        None => format!("len={length} [...]"),
+    }
+}
+
+/// An interface whose data word is `data`, given the kernel's slot bytes
+/// and its dynamic type (`None`: nil when `type_address` is 0, else a type
+/// the binary does not describe).
+pub fn interface(
+    slot: &[u8; STRING_SIZE],
+    type_address: u64,
+    data: u64,
+    go_type: Option<&GoType>,
+) -> String {
+    let Some(t) = go_type else {
+        return if type_address == 0 {
+            "<nil>".to_owned()
+        } else {
+            format!("<type 0x{type_address:x}>(0x{data:x})")
+        };
+    };
+    let value = &slot[IFACE_DATA_AT..IFACE_DATA_AT + 16];
+    let shown = match t.kind {
+        _ if t.direct => format!("0x{data:x}"),
+        Kind::Bool => (value[0] != 0).to_string(),
+        Kind::Int { size, signed } => integer(&value[..usize::from(size)], signed),
+        Kind::Float { size } => float(&value[..usize::from(size)]).unwrap_or_default(),
+        Kind::String => {
+            let length = le(&value[8..16]);
+            let kept = (length as usize).min(IFACE_TEXT_MAX);
+            let text = String::from_utf8_lossy(&slot[IFACE_TEXT_AT..IFACE_TEXT_AT + kept]);
+            let more = if length as usize > kept { "..." } else { "" };
+            format!("{text:?}{more}")
+        }
+        Kind::Reference => format!("0x{data:x}"),
+        Kind::Composite => return format!("{}{{...}}", t.name),
+    };
+    format!("{}({shown})", t.name)
+}
+
+/// A little-endian integer of 1 to 8 bytes.
+fn le(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word[..bytes.len().min(8)].copy_from_slice(&bytes[..bytes.len().min(8)]);
+    u64::from_le_bytes(word)
+}
+
+fn integer(bytes: &[u8], signed: bool) -> String {
+    let raw = le(bytes);
+    let bits = 8 * bytes.len().clamp(1, 8) as u32;
+    if signed {
+        (((raw << (64 - bits)) as i64) >> (64 - bits)).to_string()
+    } else {
+        raw.to_string()
+    }
+}
+
+fn float(bytes: &[u8]) -> Option<String> {
+    Some(match bytes.len() {
+        4 => f32::from_le_bytes(bytes.try_into().ok()?).to_string(),
+        8 => f64::from_le_bytes(bytes.try_into().ok()?).to_string(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(values: &[i64]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn slices() {
+        let int = Shape::Word {
+            size: 8,
+            signed: true,
+        };
+        assert_eq!(
+            slice(&words(&[1, -2, 3]), 3, false, Some(&int)),
+            "len=3 [1 -2 3]"
+        );
+        assert_eq!(
+            slice(&words(&[0, 1, 2, 3, 4, 5, 6]), 10, true, Some(&int)),
+            "len=10 [0 1 2 3 4 5 6 ...]"
+        );
+        let byte = Shape::Word {
+            size: 1,
+            signed: false,
+        };
+        assert_eq!(slice(b"hi\n", 3, false, Some(&byte)), r#"len=3 "hi\n""#);
+        let int16 = Shape::Word {
+            size: 2,
+            signed: true,
+        };
+        assert_eq!(
+            slice(&[0xff, 0xff, 7, 0], 2, false, Some(&int16)),
+            "len=2 [-1 7]"
+        );
+        assert_eq!(
+            slice(&[0; 48], 3, false, Some(&Shape::String)),
+            "len=3 [...]"
+        );
+        assert_eq!(slice(&[], 0, false, None), "len=0 []");
+        assert_eq!(
+            slice(
+                &1.5f64.to_le_bytes(),
+                1,
+                false,
+                Some(&Shape::Float { size: 8 })
+            ),
+            "len=1 [1.5]"
+        );
+    }
+
+    fn slot(value: [u64; 2], text: &[u8]) -> [u8; STRING_SIZE] {
+        let mut slot = [0u8; STRING_SIZE];
+        slot[IFACE_DATA_AT..IFACE_DATA_AT + 8].copy_from_slice(&value[0].to_le_bytes());
+        slot[IFACE_DATA_AT + 8..IFACE_DATA_AT + 16].copy_from_slice(&value[1].to_le_bytes());
+        slot[IFACE_TEXT_AT..IFACE_TEXT_AT + text.len()].copy_from_slice(text);
+        slot
+    }
+
+    fn go_type(name: &str, kind: Kind, direct: bool) -> GoType {
+        GoType {
+            name: name.into(),
+            kind,
+            direct,
+            size: 8,
+        }
+    }
+
+    #[test]
+    fn interfaces() {
+        let int = go_type(
+            "int",
+            Kind::Int {
+                size: 8,
+                signed: true,
+            },
+            false,
+        );
+        assert_eq!(
+            interface(
+                &slot([(-42i64) as u64, 0], b""),
+                0x4a0000,
+                0xc000,
+                Some(&int)
+            ),
+            "int(-42)"
+        );
+        let string = go_type("string", Kind::String, false);
+        assert_eq!(
+            interface(&slot([0xc100, 3], b"bob"), 0x4a0000, 0xc000, Some(&string)),
+            r#"string("bob")"#
+        );
+        assert_eq!(
+            interface(&slot([0xc100, 100], &[b'x'; 40]), 1, 2, Some(&string)),
+            format!("string({:?}...)", "x".repeat(40))
+        );
+        let pointer = go_type("*errors.errorString", Kind::Reference, true);
+        assert_eq!(
+            interface(&slot([0, 0], b""), 0x4a0000, 0xc000012345, Some(&pointer)),
+            "*errors.errorString(0xc000012345)"
+        );
+        let point = go_type("main.Point", Kind::Composite, false);
+        assert_eq!(
+            interface(&slot([1, 2], b""), 1, 2, Some(&point)),
+            "main.Point{...}"
+        );
+        assert_eq!(interface(&slot([0, 0], b""), 0, 0, None), "<nil>");
+        assert_eq!(
+            interface(&slot([0, 0], b""), 0x10, 0x20, None),
+            "<type 0x10>(0x20)"
+        );
+    }
+}
