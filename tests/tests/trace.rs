@@ -136,6 +136,14 @@ fn stack_abi_assembly_function() {
             "{go:?}: {}",
             out.stdout
         );
+        // Called from main.main: the main goroutine, which is always 1.
+        let goids: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains("main.asmAdd.abi0"))
+            .filter_map(|l| l.split_whitespace().nth(2))
+            .collect();
+        assert_eq!(goids, ["1", "1"], "{go:?}: {}", out.stdout);
     }
 }
 

@@ -184,8 +184,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let (mut probe_spec, shown) = compile(target, function, spec, args.verbose)?;
             probe_spec.stack = u32::from(args.user_stack);
             probe_spec.pid = args.pid.unwrap_or(0);
-            probe_spec.g_in_r14 =
-                u32::from(convention(&target.binary, function) == Convention::GoRegister);
+            probe_spec.g_in_r14 = u32::from(g_in_r14(&target.binary, function, spec.kind));
             let (addresses, probe_sites) = probe_sites(target, function, spec.kind, probe_index)?;
             sites[index].extend(probe_sites);
             probes.push(Probe {
@@ -300,23 +299,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// The calling convention of `function` in `binary`.
 fn convention(binary: &Binary, function: &Function) -> Convention {
     match binary.toolchain() {
-        Some(Toolchain::Gc) => {
-            let version = binary
-                .facts()
-                .build_info
-                .as_ref()
-                .map(|b| b.go_version.as_str());
-            let register_abi = crate::symbols::abi(Toolchain::Gc, version)
-                .is_none_or(|abi| abi == crate::symbols::Abi::Register);
-            // Assembly functions keep the stack ABI; the symbol table marks
-            // them `.abi0`.
-            if function.name.ends_with(".abi0") || !register_abi {
-                Convention::GoStack
-            } else {
-                Convention::GoRegister
-            }
+        // Assembly functions keep the stack ABI; the symbol table marks
+        // them `.abi0`.
+        Some(Toolchain::Gc) if register_abi(binary) && !function.name.ends_with(".abi0") => {
+            Convention::GoRegister
         }
+        Some(Toolchain::Gc) => Convention::GoStack,
         _ => Convention::SystemV,
+    }
+}
+
+/// A gc binary of Go 1.17 or later (or of an unknown version: the
+/// register ABI is the likelier).
+fn register_abi(binary: &Binary) -> bool {
+    let version = binary
+        .facts()
+        .build_info
+        .as_ref()
+        .map(|b| b.go_version.as_str());
+    crate::symbols::abi(Toolchain::Gc, version)
+        .is_none_or(|abi| abi == crate::symbols::Abi::Register)
+}
+
+/// Whether R14 holds the current g where the probe fires: in register-ABI
+/// code, and on entry to assembly (ABI0) functions of register-ABI
+/// binaries, which Go reaches through a wrapper that keeps R14; their own
+/// code may reuse R14 before it returns.
+fn g_in_r14(binary: &Binary, function: &Function, kind: Kind) -> bool {
+    match convention(binary, function) {
+        Convention::GoRegister => true,
+        Convention::GoStack => kind == Kind::Entry && register_abi(binary),
+        Convention::SystemV => false,
     }
 }
 
