@@ -10,7 +10,7 @@
 
 /// Bytes of [`EVENTS_MAP`] as `gotrace trace` sizes it (the object
 /// declares one page, so other tools do not pay for it).
-pub const RING_BYTES: u32 = 1 << 22;
+pub const RING_BYTES: u32 = 1 << 24;
 
 /// Name of the uprobe program on every traced instruction (entries, and
 /// each `ret` of `r:` probes). Written by `gotrace-ebpf`; read by

@@ -27,8 +27,8 @@ use crate::{
 const CALLS: u32 = 1_000_000;
 /// How long bpftrace may take to attach and detach one set of probes.
 const BPFTRACE_PATIENCE: Duration = Duration::from_secs(180);
-/// Events for the trace throughput run.
-const EVENTS: u32 = 200_000;
+/// Events for the trace throughput run: about 10 s at the probes' rate.
+const EVENTS: u32 = 5_000_000;
 
 pub fn bench() -> anyhow::Result<()> {
     let go = setup::all()?;
@@ -212,23 +212,75 @@ pub fn bench() -> anyhow::Result<()> {
         pair(&per_call, "gotrace funclatency", "bcc funclatency-bpfcc"),
     )?;
 
-    // 4. trace throughput.
+    // 4. Probe placement: the same function probed at the stack-check
+    // branch and at its first instruction, by funccount and by trace.
+    writeln!(report, "\n## Probe placement\n\nThe same {CALLS} calls of `main.work`, its entry probe on the stack-check `JBE` (which the kernel emulates; gotrace's choice) or on the first instruction (single-stepped; where bcc and bpftrace put it). trace writes its lines to a file.\n")?;
+    writeln!(report, "| tool | probe on | ns per call | events or count |")?;
+    writeln!(report, "|---|---|---|---|")?;
     let events_file = dir.join("trace-events.txt");
-    let file = std::fs::File::create(&events_file)?;
+    let mut placement_costs = BTreeMap::new();
+    for tool in ["funccount", "trace"] {
+        for placement in ["cheapest", "entry"] {
+            let mut cmd = Command::new(&gotrace);
+            cmd.args([tool, "--placement", placement]);
+            let session = if tool == "trace" {
+                cmd.arg(format!("{}:main.work \"%d\", goarg1", counter.display()))
+                    .stdout(std::fs::File::create(&events_file)?);
+                Session::start_stderr(&mut cmd, "Tracing ")?
+            } else {
+                cmd.arg(&pattern);
+                Session::start(&mut cmd, "Tracing ")?
+            };
+            let took = run_counter(&counter, CALLS)?;
+            let out = session.stop()?;
+            let seen = if tool == "trace" {
+                event_lines(&events_file)?
+            } else {
+                count_in(&out, tool).unwrap_or(0)
+            };
+            let overhead = (took.saturating_sub(untraced)).as_nanos() as f64 / f64::from(CALLS);
+            placement_costs.insert((tool, placement), overhead);
+            let site = if placement == "entry" {
+                "first instruction"
+            } else {
+                "stack-check branch"
+            };
+            writeln!(report, "| gotrace {tool} | {site} | {overhead:.0} | {seen} |")?;
+            println!("{tool} at {site}: {overhead:.0} ns/call, {seen}");
+        }
+    }
+    let cost = |tool, placement| placement_costs.get(&(tool, placement)).copied().unwrap_or(0.0);
+    let census: serde_json::Value = serde_json::from_str(
+        &output(Command::new(&gotrace).args(["info", "--json", "--probe-cost"]).arg(&big))
+            .context("gotrace info --probe-cost")?,
+    )?;
+    let c = &census["probe_cost"];
+    writeln!(
+        report,
+        "\nAt the branch a call costs {} (funccount) and {} (trace) of what it costs at the first instruction. Over `{}`: {} functions have a stack check and take the cheap entry probe, {} (small leaves) keep a single-stepped one. The return side has no such instruction: of {} exits, {} are `ret` and only {} tail `jmp`s, and the instructions before a `ret` (`pop rbp`, `add rsp`) are single-stepped too, so every funclatency call pays one single-step (see above).",
+        ratio_f(cost("funccount", "cheapest"), cost("funccount", "entry")),
+        ratio_f(cost("trace", "cheapest"), cost("trace", "entry")),
+        big.display(),
+        c["entries_on_stack_check_branch"],
+        c["entries_on_first_instruction"],
+        c["exits_ret"].as_u64().unwrap_or(0) + c["exits_tail_jump"].as_u64().unwrap_or(0),
+        c["exits_ret"],
+        c["exits_tail_jump"],
+    )?;
+
+    // 5. trace throughput at the highest rate the probes allow: the
+    // cheapest placement, the target calling as fast as it can.
     let mut cmd = Command::new(&gotrace);
     cmd.args([
         "trace",
-        &format!("{}:main.leaf \"%d\", goarg1", counter.display()),
+        &format!("{}:main.work \"%d\", goarg1", counter.display()),
     ])
-    .stdout(file);
+    .stdout(std::fs::File::create(&events_file)?);
     let session = Session::start_stderr(&mut cmd, "Tracing ")?;
     let took = run_counter(&counter, EVENTS)?;
-    thread::sleep(Duration::from_millis(500));
+    let rss = session.peak_rss_kib();
     let out = session.stop()?;
-    let lines = std::fs::read_to_string(&events_file)?
-        .lines()
-        .count()
-        .saturating_sub(1);
+    let lines = event_lines(&events_file)?;
     let lost = out
         .lines()
         .find(|l| l.contains("events lost"))
@@ -236,9 +288,10 @@ pub fn bench() -> anyhow::Result<()> {
         .unwrap_or_else(|| "0".into());
     writeln!(
         report,
-        "\n## trace throughput\n\n`gotrace trace` on `main.leaf` (entry probe, one Go argument) writing to a file: {EVENTS} calls in {:.2} s = {:.0} events/s while traced; {lines} lines written, {lost} events reported lost.\n",
+        "\n## trace throughput\n\n`gotrace trace` on `main.work` (stack-check branch probe, one Go argument), the target calling it {EVENTS} times as fast as the probe lets it, lines written to a file: {:.2} s = {:.0} events/s; {lines} lines written, {lost} events reported lost; trace's peak RSS {}.\n",
         took.as_secs_f64(),
-        f64::from(EVENTS) / took.as_secs_f64()
+        f64::from(EVENTS) / took.as_secs_f64(),
+        rss.map_or("?".into(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0)),
     )?;
 
     std::fs::create_dir_all(root().join("bench"))?;
@@ -527,6 +580,12 @@ fn run_counter(counter: &Path, calls: u32) -> anyhow::Result<Duration> {
         bail!("counter failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(begun.elapsed())
+}
+
+/// Event lines trace wrote to `file` (all but its header).
+fn event_lines(file: &Path) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(text.lines().count().saturating_sub(1) as u64)
 }
 
 /// The call count a tool printed for main.work.

@@ -71,13 +71,26 @@ const XCHG_R8: Unprobeable = Unprobeable(
      (Linux bug), so a probe there would corrupt the program",
 );
 
+/// Where entry probes may go; `Cheapest` is what users get, `Entry` is
+/// for the benchmark that measures what the stack-check branch saves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    #[default]
+    Cheapest,
+    Entry,
+}
+
 /// Picks the entry probe site of the function whose machine code is `code`,
 /// loaded at `address`. Anything that is not a recognised Go stack check
 /// keeps the probe on the first instruction, which is always correct,
 /// unless the kernel would run that instruction wrongly: then the probe
 /// moves past it where that is exact, else the function is refused.
-pub fn entry(code: &[u8], address: u64) -> Result<Placement, Unprobeable> {
-    let placement = stack_check(code, address).unwrap_or(Placement::ENTRY);
+pub fn entry(code: &[u8], address: u64, policy: Policy) -> Result<Placement, Unprobeable> {
+    let branch = match policy {
+        Policy::Cheapest => stack_check(code, address),
+        Policy::Entry => None,
+    };
+    let placement = branch.unwrap_or(Placement::ENTRY);
     if placement.offset != 0 || !kernel_runs_as_nop(code) {
         return Ok(placement);
     }
@@ -247,7 +260,7 @@ mod tests {
         let mut padded = code.to_vec();
         padded.resize(0x40, 0xcc);
         assert_eq!(
-            entry(&padded, BASE),
+            entry(&padded, BASE, Policy::Cheapest),
             Ok(Placement {
                 offset: 4,
                 flags: Cookie::FLAG_STACK_CHECK_BRANCH
@@ -263,7 +276,7 @@ mod tests {
         code.extend([0x0f, 0x86, 0x00, 0x01, 0x00, 0x00]);
         code.resize(0x200, 0xcc);
         assert_eq!(
-            entry(&code, BASE),
+            entry(&code, BASE, Policy::Cheapest),
             Ok(Placement {
                 offset: 12,
                 flags: Cookie::FLAG_STACK_CHECK_BRANCH
@@ -278,7 +291,7 @@ mod tests {
         code.extend([0x48, 0x3b, 0x61, 0x10, 0x76, 0x20]);
         code.resize(0x40, 0xcc);
         assert_eq!(
-            entry(&code, BASE),
+            entry(&code, BASE, Policy::Cheapest),
             Ok(Placement {
                 offset: 13,
                 flags: Cookie::FLAG_STACK_CHECK_BRANCH
@@ -287,17 +300,24 @@ mod tests {
     }
 
     #[test]
+    fn entry_policy_skips_the_branch() {
+        let mut code = vec![0x49, 0x3b, 0x66, 0x10, 0x76, 0x20, 0x55];
+        code.resize(0x40, 0xcc);
+        assert_eq!(entry(&code, BASE, Policy::Entry), Ok(Placement::ENTRY));
+    }
+
+    #[test]
     fn leaf_without_check_keeps_entry() {
         // lea rax,[rbx+rax]; ret  (main.add)
         let code = [0x48, 0x8d, 0x04, 0x03, 0xc3];
-        assert_eq!(entry(&code, BASE), Ok(Placement::ENTRY));
+        assert_eq!(entry(&code, BASE, Policy::Cheapest), Ok(Placement::ENTRY));
     }
 
     #[test]
     fn branch_leaving_the_function_keeps_entry() {
         // A JBE whose target lies outside the function is not Go's morestack call.
         let code = [0x49, 0x3b, 0x66, 0x10, 0x76, 0x7f, 0x55, 0xc3];
-        assert_eq!(entry(&code, BASE), Ok(Placement::ENTRY));
+        assert_eq!(entry(&code, BASE, Policy::Cheapest), Ok(Placement::ENTRY));
     }
 
     #[test]
@@ -305,10 +325,13 @@ mod tests {
         // cmp rsp,[r14+0x18]; jbe: not stackguard0
         let mut code = vec![0x49, 0x3b, 0x66, 0x18, 0x76, 0x20];
         code.resize(0x40, 0xcc);
-        assert_eq!(entry(&code, BASE), Ok(Placement::ENTRY));
+        assert_eq!(entry(&code, BASE, Policy::Cheapest), Ok(Placement::ENTRY));
         // Truncated code never panics.
-        assert_eq!(entry(&code[..5], BASE), Ok(Placement::ENTRY));
-        assert_eq!(entry(&[], BASE), Ok(Placement::ENTRY));
+        assert_eq!(
+            entry(&code[..5], BASE, Policy::Cheapest),
+            Ok(Placement::ENTRY)
+        );
+        assert_eq!(entry(&[], BASE, Policy::Cheapest), Ok(Placement::ENTRY));
     }
 
     #[test]
@@ -316,7 +339,7 @@ mod tests {
         // Go 1.19 runtime.gcWriteBarrierR8: xchg rax,r8; call rel32; xchg rax,r8; ret
         let code = [0x49, 0x90, 0xe8, 0, 0, 0, 0, 0x49, 0x90, 0xc3];
         assert_eq!(
-            entry(&code, BASE),
+            entry(&code, BASE, Policy::Cheapest),
             Ok(Placement {
                 offset: 2,
                 flags: Cookie::FLAG_AFTER_XCHG_RAX_R8
@@ -328,12 +351,18 @@ mod tests {
     fn xchg_rax_r8_entry_refused_when_moving_is_not_exact() {
         // The second instruction is a loop head: a probe there would count the loop.
         let looping = [0x49, 0x90, 0x48, 0xff, 0xc8, 0x75, 0xfb, 0xc3];
-        assert_eq!(entry(&looping, BASE), Err(XCHG_R8));
+        assert_eq!(entry(&looping, BASE, Policy::Cheapest), Err(XCHG_R8));
         // The 32-bit form loses RAX's upper half: nothing to swap back.
-        assert_eq!(entry(&[0x41, 0x90, 0xc3], BASE), Err(XCHG_R8));
+        assert_eq!(
+            entry(&[0x41, 0x90, 0xc3], BASE, Policy::Cheapest),
+            Err(XCHG_R8)
+        );
         // Followed by another one.
-        assert_eq!(entry(&[0x49, 0x90, 0x49, 0x90, 0xc3], BASE), Err(XCHG_R8));
-        assert_eq!(entry(&[0x49, 0x90], BASE), Err(XCHG_R8));
+        assert_eq!(
+            entry(&[0x49, 0x90, 0x49, 0x90, 0xc3], BASE, Policy::Cheapest),
+            Err(XCHG_R8)
+        );
+        assert_eq!(entry(&[0x49, 0x90], BASE, Policy::Cheapest), Err(XCHG_R8));
     }
 
     #[test]

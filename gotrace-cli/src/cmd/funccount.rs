@@ -55,6 +55,10 @@ pub struct Args {
     /// (for benchmarks and tests; auto falls back from the first to the second).
     #[arg(long, value_enum, default_value_t, hide = true)]
     attach: attach::Choice,
+    /// Where entry probes go: the cheapest exact site, or always the first
+    /// instruction (for the benchmark's placement study).
+    #[arg(long, value_enum, default_value_t, hide = true)]
+    placement: placement::Policy,
     /// [PATH:]FUNC, FUNC a glob over Go symbol names (`*`, `?`), e.g. '/usr/bin/app:fmt.*'.
     pattern: String,
 }
@@ -66,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } = &target;
     let process = *process;
     let functions = select::matching(&target.binary, &target.pattern, &located.display)?;
-    let sites = probe_sites(&target, &functions, args.verbose)?;
+    let sites = probe_sites(&target, &functions, args.placement, args.verbose)?;
     privilege::check()?;
 
     event_loop()?.block_on(async {
@@ -166,6 +170,7 @@ fn note_inlined_only(functions: &[Selected<'_>], verbose: bool) {
 fn probe_sites(
     target: &Target,
     functions: &[Selected<'_>],
+    policy: placement::Policy,
     verbose: bool,
 ) -> anyhow::Result<Vec<ProbeSite>> {
     let mut sites = Vec::new();
@@ -175,7 +180,7 @@ fn probe_sites(
             Ok(())
         };
         if let Some(f) = selected.function {
-            match placement::entry(target.binary.code(f), f.address) {
+            match placement::entry(target.binary.code(f), f.address, policy) {
                 Ok(placement) => {
                     if verbose {
                         eprintln!(

@@ -269,7 +269,7 @@ fn timeable<'b>(target: &Target, selected: &[Selected<'b>]) -> anyhow::Result<Ve
             continue;
         }
         let code = target.binary.code(function);
-        let entry = match placement::entry(code, function.address) {
+        let entry = match placement::entry(code, function.address, placement::Policy::Cheapest) {
             Ok(entry) => entry,
             Err(why) => {
                 skipped.push(format!("{} ({why})", function.name));

@@ -94,6 +94,9 @@ pub struct Args {
     /// How to attach (see funccount).
     #[arg(long, value_enum, default_value_t, hide = true)]
     attach: attach::Choice,
+    /// Where entry probes go (see funccount).
+    #[arg(long, value_enum, default_value_t, hide = true)]
+    placement: placement::Policy,
     /// Probes (see below).
     #[arg(required = true)]
     probes: Vec<String>,
@@ -185,7 +188,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             probe_spec.stack = u32::from(args.user_stack);
             probe_spec.pid = args.pid.unwrap_or(0);
             probe_spec.g_in_r14 = u32::from(g_in_r14(&target.binary, function, spec.kind));
-            let (addresses, probe_sites) = probe_sites(target, function, spec.kind, probe_index)?;
+            let (addresses, probe_sites) =
+                probe_sites(target, function, spec.kind, args.placement, probe_index)?;
             sites[index].extend(probe_sites);
             probes.push(Probe {
                 function: function.name.clone(),
@@ -248,7 +252,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         lifetime.begin();
         let banner = format!("Tracing {} functions... Hit Ctrl-C to end.", probes.len());
         eprintln!("{banner}");
-        let mut out = std::io::stdout().lock();
+        // Stdout flushes at every newline; at hundreds of thousands of
+        // events per second that write per line is what loses events.
+        // Buffer, and flush each time the ring buffer is drained.
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         if !args.json {
             events::write_header(&mut out, time)?;
             out.flush()?;
@@ -282,6 +289,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                             break 'run;
                         }
                     }
+                    out.flush()?;
                     guard.clear_ready();
                 }
             }
@@ -569,12 +577,13 @@ fn probe_sites(
     target: &Target,
     function: &Function,
     kind: Kind,
+    policy: placement::Policy,
     index: u32,
 ) -> anyhow::Result<(Vec<u64>, Vec<ProbeSite>)> {
     let code = target.binary.code(function);
     let (addresses, flags) = match kind {
         Kind::Entry => {
-            let placement = placement::entry(code, function.address)
+            let placement = placement::entry(code, function.address, policy)
                 .with_context(|| format!("cannot trace {}", function.name))?;
             (vec![function.address + placement.offset], placement.flags)
         }
@@ -704,7 +713,6 @@ impl Printer<'_> {
                 writeln!(out, "        {frame}")?;
             }
         }
-        out.flush()?;
         self.printed += 1;
         Ok(self.args.max_events.is_some_and(|max| self.printed >= max))
     }
