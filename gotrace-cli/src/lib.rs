@@ -9,6 +9,7 @@ pub mod abi;
 pub mod attach;
 pub mod cmd;
 pub mod ebpf;
+pub mod kernel;
 pub mod output;
 pub mod privilege;
 pub mod probe;

@@ -67,6 +67,14 @@ impl Process {
             .unwrap_or_else(|_| format!("/proc/{}/exe", self.pid))
     }
 
+    /// The executable the process runs now, as (device, inode): it
+    /// changes when the process execs another program.
+    pub fn executable(self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt as _;
+        let exe = std::fs::metadata(format!("/proc/{}/exe", self.pid)).ok()?;
+        Some((exe.dev(), exe.ino()))
+    }
+
     /// A pidfd that becomes readable when the process exits.
     pub fn exit_notifier(self) -> anyhow::Result<OwnedFd> {
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.

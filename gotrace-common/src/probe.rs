@@ -60,3 +60,13 @@ pub const EFLAGS_CF_ZF: u64 = 0x41;
 /// `goid` in `runtime.g` (0: unknown, goroutine ids read as 0). Read by
 /// every program that names goroutines (funclatency, trace).
 pub const GOID_OFFSET: &str = "GOID_OFFSET";
+
+/// Global (`u64`) set by `gotrace-cli` before load: the byte offset of
+/// `thread.fsbase` in the kernel's `task_struct`, from the kernel's BTF (0:
+/// unknown). Read by the programs that find `g` in thread-local storage,
+/// where ABI0 assembly and pre-1.17 Go code keep it.
+pub const FSBASE_OFFSET: &str = "FSBASE_OFFSET";
+
+/// Where gc keeps `g` relative to the FS base on linux/amd64 (the
+/// runtime's `tlsg`, for binaries Go links itself).
+pub const G_TLS_OFFSET: i64 = -8;

@@ -181,6 +181,14 @@ pub const JOIN_AND: u32 = 0;
 /// At least one condition holds.
 pub const JOIN_OR: u32 = 1;
 
+/// [`ProbeSpec::g_from`]: no g here (gccgo, C); goroutine ids read as 0.
+pub const G_UNKNOWN: u32 = 0;
+/// gc register-ABI code: g in R14.
+pub const G_IN_R14: u32 = 1;
+/// ABI0 assembly and pre-1.17 code: g in thread-local storage (see
+/// `probe::FSBASE_OFFSET`).
+pub const G_IN_TLS: u32 = 2;
+
 /// One probe: what to read and when to send. Written by `gotrace-cli`
 /// into [`PROBES_MAP`]; read by `trace`.
 #[repr(C)]
@@ -195,9 +203,9 @@ pub struct ProbeSpec {
     /// Only this process (thread group) fires the probe (0: any). Probes of
     /// a multi link filter by pid already; this also covers per-site ones.
     pub pid: u32,
-    /// Nonzero: R14 holds the current g here (gc register-ABI code), so
-    /// the goroutine id can be read.
-    pub g_in_r14: u32,
+    /// Where the current g is when the probe fires (`G_*`), for the
+    /// goroutine id.
+    pub g_from: u32,
 }
 
 impl Default for ProbeSpec {
@@ -208,7 +216,7 @@ impl Default for ProbeSpec {
             join: JOIN_AND,
             stack: 0,
             pid: 0,
-            g_in_r14: 0,
+            g_from: G_UNKNOWN,
         }
     }
 }

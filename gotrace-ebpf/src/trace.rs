@@ -18,9 +18,9 @@ use gotrace_common::{
     probe::Cookie,
     trace::{
         regs, unreadable_bit, ArgSpec, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
-        ARG_INTERFACE, ARG_SLICE, ARG_WORD, IFACE_DATA_AT, IFACE_TEXT_AT, IFACE_TEXT_MAX,
-        IFACE_TYPE_AT, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER, LOCATION_STACK, MAX_ARGS,
-        MAX_CONDITIONS, MAX_FRAMES, MAX_PROBES, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE,
+        ARG_INTERFACE, ARG_SLICE, ARG_WORD, G_IN_R14, G_IN_TLS, IFACE_DATA_AT, IFACE_TEXT_AT,
+        IFACE_TEXT_MAX, IFACE_TYPE_AT, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER, LOCATION_STACK,
+        MAX_ARGS, MAX_CONDITIONS, MAX_FRAMES, MAX_PROBES, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE,
         OP_STR_EQ, OP_STR_NE, STRING_SIZE,
     },
 };
@@ -84,9 +84,12 @@ pub fn trace(ctx: ProbeContext) -> u32 {
         (*event).site = u32::from(cookie.site());
         (*event).ip = regs.rip;
         (*event).comm = bpf_get_current_comm().unwrap_or_default();
-        if spec.g_in_r14 != 0 {
-            (*event).goid = crate::goroutine::goid_of(regs.r14).unwrap_or(0);
-        }
+        let g = match spec.g_from {
+            G_IN_R14 => Some(regs.r14),
+            G_IN_TLS => crate::goroutine::g_from_tls(),
+            _ => None,
+        };
+        (*event).goid = g.and_then(crate::goroutine::goid_of).unwrap_or(0);
         for i in 0..MAX_ARGS {
             read_arg(&regs, &spec.args[i], i, &mut *event);
         }

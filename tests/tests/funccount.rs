@@ -124,6 +124,56 @@ fn pid_scope_counts_one_process_and_ends_with_it() {
     assert_eq!(counts.get("main.leaf"), Some(&7000), "{}", out.stdout);
 }
 
+/// A -p process that execs another program takes the probes' binary with
+/// it: gotrace prints what it counted, says so, and exits 0, while the
+/// process lives on as `sleep`.
+#[test]
+fn pid_scope_ends_when_the_process_execs() {
+    let counter = Fixture::build("counter", Go::Go127);
+    let sleep = Command::new("sh")
+        .args(["-c", "command -v sleep"])
+        .output()
+        .unwrap();
+    let sleep = String::from_utf8(sleep.stdout).unwrap().trim().to_owned();
+    let mut target = Command::new(&counter.binary)
+        .args(["3000", "0"])
+        .env("COUNTER_WAIT", "1")
+        .env("COUNTER_EXEC", &sleep)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut target_out = BufReader::new(target.stdout.take().unwrap());
+    let mut line = String::new();
+    target_out.read_line(&mut line).unwrap();
+    let pid = target.id().to_string();
+
+    let tracer = Tracer::start(&["funccount", "-p", &pid, "main.*"]);
+    target.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = tracer.wait();
+    let still_running = target.try_wait().unwrap().is_none();
+    let _ = target.kill();
+    let _ = target.wait();
+    assert!(
+        still_running,
+        "the target should be sleeping after its exec"
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("process {pid} exec'd another program")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        only_table(&out).get("main.work"),
+        Some(&3000),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(residue(), Vec::<String>::new());
+}
+
 /// -i prints one table per interval, each with what happened in it; -T
 /// puts a time before each; -d ends the run.
 #[test]

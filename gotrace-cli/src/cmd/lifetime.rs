@@ -1,5 +1,6 @@
 //! When a tracing run prints and when it ends: interval ticks, `-d`
-//! duration, SIGINT/SIGTERM/SIGHUP, and the exit of the `-p` process.
+//! duration, SIGINT/SIGTERM/SIGHUP, and the exit or exec of the `-p`
+//! process.
 
 use std::{os::fd::OwnedFd, time::Duration};
 
@@ -18,7 +19,13 @@ pub enum End {
     Signal,
     Duration,
     TargetExited,
+    /// The `-p` process now runs another program: its probes are gone.
+    TargetExeced,
 }
+
+/// How often the `-p` process is checked for an exec, which no pidfd
+/// reports.
+const EXEC_CHECK: Duration = Duration::from_millis(250);
 
 /// What happened next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +42,8 @@ pub struct Lifetime {
     duration: Option<Duration>,
     signals: [Signal; 3],
     target_exit: Option<AsyncFd<OwnedFd>>,
+    /// The `-p` process and the executable it ran when tracing began.
+    target_exe: Option<(Process, (u64, u64))>,
 }
 
 impl Lifetime {
@@ -71,6 +80,7 @@ impl Lifetime {
             duration,
             signals,
             target_exit,
+            target_exe: process.and_then(|p| Some((p, p.executable()?))),
         })
     }
 
@@ -108,6 +118,19 @@ impl Lifetime {
                 None => std::future::pending().await,
             }
         };
+        let target_exe = self.target_exe;
+        let target_exec = async move {
+            let Some((process, started_as)) = target_exe else {
+                return std::future::pending().await;
+            };
+            loop {
+                tokio::time::sleep(EXEC_CHECK).await;
+                // Gone altogether: the pidfd reports that.
+                if process.executable().is_some_and(|now| now != started_as) {
+                    return;
+                }
+            }
+        };
         tokio::select! {
             // The end wins over a tick that falls due at the same instant.
             biased;
@@ -116,6 +139,7 @@ impl Lifetime {
             _ = hup.recv() => Event::End(End::Signal),
             () = deadline => Event::End(End::Duration),
             () = target_exit => Event::End(End::TargetExited),
+            () = target_exec => Event::End(End::TargetExeced),
             _ = tick => Event::Tick,
         }
     }

@@ -111,8 +111,13 @@ fn print_banner(banner: &str, json: bool) {
 
 /// Says why a run ended when the reason is not the user's own doing.
 fn note_end(end: lifetime::End, pid: Option<u32>) {
-    if end == lifetime::End::TargetExited {
-        eprintln!("gotrace: process {} exited", pid.unwrap_or_default());
+    let pid = pid.unwrap_or_default();
+    match end {
+        lifetime::End::TargetExited => eprintln!("gotrace: process {pid} exited"),
+        lifetime::End::TargetExeced => {
+            eprintln!("gotrace: process {pid} exec'd another program, which has none of the probes")
+        }
+        lifetime::End::Signal | lifetime::End::Duration => {}
     }
 }
 

@@ -6,12 +6,13 @@ use std::{collections::HashMap, io::Write as _, path::PathBuf, time::Duration};
 use anyhow::{bail, Context as _};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use gotrace_common::{
-    probe::{Cookie, GOID_OFFSET},
+    probe::{Cookie, FSBASE_OFFSET, GOID_OFFSET},
     trace::{
         unreadable_bit, ArgSpec, Condition, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
-        ARG_INTERFACE, ARG_SLICE, ARG_WORD, EVENTS_MAP, IFACE_TYPE_AT, JOIN_AND, JOIN_OR, LOST_MAP,
-        MAX_ARGS, MAX_PROBES, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE,
-        PROBES_MAP, PROGRAM, RING_BYTES, STRING_SIZE, TID_FILTER,
+        ARG_INTERFACE, ARG_SLICE, ARG_WORD, EVENTS_MAP, G_IN_R14, G_IN_TLS, G_UNKNOWN,
+        IFACE_TYPE_AT, JOIN_AND, JOIN_OR, LOST_MAP, MAX_ARGS, MAX_PROBES, OP_EQ, OP_GE, OP_GT,
+        OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, PROBES_MAP, PROGRAM, RING_BYTES, STRING_SIZE,
+        TID_FILTER,
     },
 };
 use tokio::io::unix::AsyncFd;
@@ -187,7 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let (mut probe_spec, shown) = compile(target, function, spec, args.verbose)?;
             probe_spec.stack = u32::from(args.user_stack);
             probe_spec.pid = args.pid.unwrap_or(0);
-            probe_spec.g_in_r14 = u32::from(g_in_r14(&target.binary, function, spec.kind));
+            probe_spec.g_from = g_from(&target.binary, function);
             let (addresses, probe_sites) =
                 probe_sites(target, function, spec.kind, args.placement, probe_index)?;
             sites[index].extend(probe_sites);
@@ -207,6 +208,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .find_map(|t| t.binary.goid_offset())
         .map_or(0, |(o, _)| o);
     let tid = u64::from(args.tid.unwrap_or(0));
+    // Only probes that find g in thread-local storage need the kernel's
+    // layout, and reading its BTF is the slowest part of start-up.
+    let fsbase_offset = if probes.iter().any(|p| p.spec.g_from == G_IN_TLS) {
+        crate::kernel::fsbase_offset().unwrap_or_else(|err| {
+            eprintln!("gotrace: goroutine ids of assembly (ABI0) functions will read 0: {err:#}");
+            0
+        })
+    } else {
+        0
+    };
 
     event_loop()?.block_on(async {
         let mut lifetime = Lifetime::start(None, args.duration, process)?;
@@ -214,6 +225,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             loader
                 .override_global(GOID_OFFSET, &goid_offset, true)
                 .override_global(TID_FILTER, &tid, true)
+                .override_global(FSBASE_OFFSET, &fsbase_offset, true)
                 .map_max_entries(EVENTS_MAP, RING_BYTES);
         })?;
         {
@@ -329,15 +341,14 @@ fn register_abi(binary: &Binary) -> bool {
         .is_none_or(|abi| abi == crate::symbols::Abi::Register)
 }
 
-/// Whether R14 holds the current g where the probe fires: in register-ABI
-/// code, and on entry to assembly (ABI0) functions of register-ABI
-/// binaries, which Go reaches through a wrapper that keeps R14; their own
-/// code may reuse R14 before it returns.
-fn g_in_r14(binary: &Binary, function: &Function, kind: Kind) -> bool {
+/// Where the current g is when the probe fires: R14 in register-ABI code;
+/// thread-local storage in ABI0 assembly and pre-1.17 code (gc's own
+/// convention for them); nowhere gotrace knows for gccgo and C.
+fn g_from(binary: &Binary, function: &Function) -> u32 {
     match convention(binary, function) {
-        Convention::GoRegister => true,
-        Convention::GoStack => kind == Kind::Entry && register_abi(binary),
-        Convention::SystemV => false,
+        Convention::GoRegister => G_IN_R14,
+        Convention::GoStack => G_IN_TLS,
+        Convention::SystemV => G_UNKNOWN,
     }
 }
 
