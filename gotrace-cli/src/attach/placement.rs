@@ -9,11 +9,13 @@
 //! both cheaper than the entry and exact: a call that grows its stack, or is
 //! preempted through the same path, is counted once instead of twice.
 //!
-//! Some instructions must not be probed at all: the kernel emulates opcode
-//! `0x90` as a `nop` whatever its prefixes (Linux `branch_setup_xol_ops`,
-//! still so in 6.18), but with REX.B it is `xchg rax, r8`. A probe there
-//! skips the exchange. Go 1.19's `runtime.gcWriteBarrierR8` begins with one,
-//! and a probe on it corrupted the heap of the soak test.
+//! Some instructions must not be probed at all: Linux's x86 uprobe code
+//! emulates opcode `0x90` as a `nop`, but with REX.B it is `xchg rax, r8`,
+//! and a probe there skips the exchange (measured on 6.18 with bpftrace as
+//! well as gotrace; tests/misemulated.rs). Go 1.19's
+//! `runtime.gcWriteBarrierR8` begins with one, and a probe on it corrupted
+//! the heap of the soak test. Which prefixes the kernel looks past is not
+//! known here, so any legacy prefix before such a REX byte counts too.
 
 use gotrace_common::probe::Cookie;
 use iced_x86::{
