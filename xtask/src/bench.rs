@@ -149,7 +149,12 @@ pub fn bench() -> anyhow::Result<()> {
                 Command::new(&gotrace).args(["funccount", &format!("{}:*", hugo.display())]),
                 "Tracing ",
             )?;
-            let functions = all.banner.split_whitespace().nth(1).unwrap_or("?").to_owned();
+            let functions = all
+                .banner
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("?")
+                .to_owned();
             writeln!(report, "\nDebian's `hugo` ({size_mb:.0} MB, stripped, PIE): symbols resolved from its pclntab in {:.3} s (`gotrace info`); all {functions} functions attached in {} and detached in {} (bcc refuses more than 1000).", resolved.as_secs_f64(), all.show_attach(), all.show_detach())?;
         }
         Err(err) => writeln!(report, "\nDebian's `hugo` not measured: {err:#}")?,
@@ -359,11 +364,16 @@ fn debian_hugo(dir: &Path) -> anyhow::Result<PathBuf> {
     let binary = unpacked.join("usr/bin/hugo");
     if !binary.exists() {
         std::fs::create_dir_all(&unpacked)?;
-        run(Command::new("apt-get").current_dir(dir).args(["download", "hugo"]))?;
+        run(Command::new("apt-get")
+            .current_dir(dir)
+            .args(["download", "hugo"]))?;
         let deb = std::fs::read_dir(dir)?
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("hugo_")))
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("hugo_"))
+            })
             .context("apt-get download hugo left no .deb")?;
         run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
     }
