@@ -2,12 +2,13 @@
 //! filter, send the event. Every user-memory read is bounded and may fail
 //! (then the argument is marked unreadable); nothing is trusted.
 
+use aya_ebpf::cty::c_void;
 use aya_ebpf::{
     bindings::{pt_regs, BPF_F_USER_STACK},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_stack, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
-        generated::{bpf_get_attach_cookie, bpf_probe_read_user as probe_read_user_raw},
+        generated::{bpf_get_attach_cookie, bpf_loop, bpf_probe_read_user as probe_read_user_raw},
     },
     macros::{map, uprobe},
     maps::{Array, PerCpuArray, RingBuf},
@@ -290,39 +291,85 @@ fn register(r: &pt_regs, index: u32) -> Option<u64> {
     })
 }
 
+/// What `condition_at` works on and what it has found so far.
+#[repr(C)]
+struct Conditions {
+    spec: *const ProbeSpec,
+    event: *const Event,
+    any: bool,
+    all: bool,
+    used: bool,
+}
+
 /// Whether the event passes the probe's filter (no conditions: it does).
+/// The conditions are evaluated in a `bpf_loop` callback, which the
+/// verifier checks once, not for every combination of earlier outcomes:
+/// unrolled, they made this program slow to load.
 #[inline(always)]
 fn passes(spec: &ProbeSpec, event: &Event) -> bool {
-    let mut any = false;
-    let mut all = true;
-    let mut used = false;
-    for c in spec.conditions.iter().take(MAX_CONDITIONS) {
-        if c.op == 0 {
-            continue;
-        }
-        used = true;
-        let arg = (c.arg as usize) & (MAX_ARGS.next_power_of_two() - 1);
-        if arg >= MAX_ARGS {
-            return false;
-        }
-        let value = event.values[arg] as i64;
-        let holds = match c.op {
-            OP_EQ => value == c.value,
-            OP_NE => value != c.value,
-            OP_LT => value < c.value,
-            OP_LE => value <= c.value,
-            OP_GT => value > c.value,
-            OP_GE => value >= c.value,
-            OP_STR_EQ | OP_STR_NE => {
-                let equal = strings_equal(&event.strings[arg], event.values[arg], c);
-                equal == (c.op == OP_STR_EQ)
-            }
-            _ => false,
-        };
-        any |= holds;
-        all &= holds;
+    let mut state = Conditions {
+        spec,
+        event,
+        any: false,
+        all: true,
+        used: false,
+    };
+    // SAFETY: the callback only reads through the pointers in `state`,
+    // which outlive the loop.
+    unsafe {
+        bpf_loop(
+            MAX_CONDITIONS as u32,
+            condition_at as *mut c_void,
+            (&mut state as *mut Conditions).cast(),
+            0,
+        );
     }
-    !used || if spec.join == JOIN_OR { any } else { all }
+    !state.used
+        || if spec.join == JOIN_OR {
+            state.any
+        } else {
+            state.all
+        }
+}
+
+/// `bpf_loop` callback: evaluates condition `index` into the `Conditions`
+/// at `state`.
+extern "C" fn condition_at(index: u64, state: *mut c_void) -> i64 {
+    // SAFETY: `passes` hands its own `Conditions`, alive for the loop.
+    let state = unsafe { &mut *state.cast::<Conditions>() };
+    // SAFETY: both point at memory `trace` owns for this hit.
+    let (spec, event) = unsafe { (&*state.spec, &*state.event) };
+    let i = index as usize;
+    if i >= MAX_CONDITIONS {
+        return 1;
+    }
+    let c = &spec.conditions[i];
+    if c.op == 0 {
+        return 0;
+    }
+    state.used = true;
+    let arg = (c.arg as usize) & (MAX_ARGS.next_power_of_two() - 1);
+    if arg >= MAX_ARGS {
+        state.all = false;
+        return 1;
+    }
+    let value = event.values[arg] as i64;
+    let holds = match c.op {
+        OP_EQ => value == c.value,
+        OP_NE => value != c.value,
+        OP_LT => value < c.value,
+        OP_LE => value <= c.value,
+        OP_GT => value > c.value,
+        OP_GE => value >= c.value,
+        OP_STR_EQ | OP_STR_NE => {
+            let equal = strings_equal(&event.strings[arg], event.values[arg], c);
+            equal == (c.op == OP_STR_EQ)
+        }
+        _ => false,
+    };
+    state.any |= holds;
+    state.all &= holds;
+    0
 }
 
 /// The string argument equals the condition's constant (both its length

@@ -349,8 +349,16 @@ pub fn fixture_counts(output: &str) -> BTreeMap<String, u64> {
 /// teardown after the last descriptor closes is asynchronous (RCU), so this
 /// polls for up to two seconds before reporting what remains.
 pub fn residue() -> Vec<String> {
-    // Program names as the kernel keeps them (15 characters at most).
-    const OURS: &[&str] = &["funccount", "funclatency_ent", "funclatency_ret", "trace"];
+    // Program names as bpftool shows them: the function's name from BTF
+    // when the program was loaded with it, else the kernel's 15 characters.
+    const OURS: &[&str] = &[
+        "funccount",
+        "funclatency_entry",
+        "funclatency_return",
+        "funclatency_ent",
+        "funclatency_ret",
+        "trace",
+    ];
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let out = Command::new("bpftool")

@@ -24,6 +24,7 @@ use std::{
 
 use anyhow::{anyhow, Context as _};
 use aya::{maps::Map, Ebpf};
+use aya_obj::btf::BtfFeatures;
 use aya_obj::generated::{
     bpf_attach_type::BPF_TRACE_UPROBE_MULTI, bpf_attr, bpf_cmd, bpf_prog_type::BPF_PROG_TYPE_KPROBE,
 };
@@ -94,6 +95,17 @@ fn load(ebpf: &Ebpf, object: &[u8], name: &str) -> anyhow::Result<OwnedFd> {
             Ok((map_name, map_fd(map)?, object))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // The kernel wants the object's BTF and per-function info for programs
+    // with callbacks (bpf_loop). Every kernel with uprobe_multi (6.6+) has
+    // all the BTF features aya would otherwise probe for.
+    let features = BtfFeatures::new(true, true, true, true, true, true, true, true);
+    let btf = match obj
+        .fixup_and_sanitize_btf(&features)
+        .context("preparing the object's BTF")?
+    {
+        Some(btf) => Some(load_btf(&btf.to_bytes())?),
+        None => None,
+    };
     obj.relocate_maps(map_fds.into_iter(), &text_sections)
         .context("relocating map references")?;
     obj.relocate_calls(&text_sections)
@@ -120,6 +132,15 @@ fn load(ebpf: &Ebpf, object: &[u8], name: &str) -> anyhow::Result<OwnedFd> {
         load.insn_cnt = function.instructions.len() as u32;
         load.license = license.as_ptr() as u64;
         load.prog_name = prog_name;
+        if let Some(btf) = &btf {
+            load.prog_btf_fd = btf.as_raw_fd() as u32;
+            load.func_info_rec_size = function.func_info_rec_size as u32;
+            load.func_info = function.func_info.func_info.as_ptr() as u64;
+            load.func_info_cnt = function.func_info.func_info.len() as u32;
+            load.line_info_rec_size = function.line_info_rec_size as u32;
+            load.line_info = function.line_info.line_info.as_ptr() as u64;
+            load.line_info_cnt = function.line_info.line_info.len() as u32;
+        }
     }
     // Verifier logging slows verification down a lot (seconds for the
     // trace program): load without it, and only retry with it to explain
@@ -143,6 +164,19 @@ fn load(ebpf: &Ebpf, object: &[u8], name: &str) -> anyhow::Result<OwnedFd> {
         "loading eBPF program {name} for uprobe_multi (verifier: {})",
         verifier.trim()
     )))
+}
+
+/// Loads BTF into the kernel (`BPF_BTF_LOAD`).
+fn load_btf(bytes: &[u8]) -> anyhow::Result<OwnedFd> {
+    // SAFETY: a zeroed plain C union, then its BTF-load member; `bytes`
+    // outlives the syscall.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    unsafe {
+        let load = &mut attr.__bindgen_anon_7;
+        load.btf = bytes.as_ptr() as u64;
+        load.btf_size = bytes.len() as u32;
+    }
+    bpf(bpf_cmd::BPF_BTF_LOAD, &mut attr).context("loading gotrace's BTF into the kernel")
 }
 
 /// The descriptor of a map aya created. aya 0.14 exposes it only per map
