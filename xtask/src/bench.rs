@@ -259,9 +259,9 @@ pub fn bench() -> anyhow::Result<()> {
     writeln!(report, "\n## Probe placement\n\nThe same {CALLS} calls of `main.work`, its entry probe on the stack-check `JBE` (which the kernel emulates; gotrace's choice) or on the first instruction (single-stepped; where bcc and bpftrace put it). trace writes its lines to a file.\n")?;
     writeln!(
         report,
-        "| tool | probe on | ns per call | events or count |"
+        "| tool | probe on | ns per call | events or count | start-up |"
     )?;
-    writeln!(report, "|---|---|---|---|")?;
+    writeln!(report, "|---|---|---|---|---|")?;
     let events_file = dir.join("trace-events.txt");
     let mut placement_costs = BTreeMap::new();
     for tool in ["funccount", "trace"] {
@@ -276,6 +276,7 @@ pub fn bench() -> anyhow::Result<()> {
                 cmd.arg(&pattern);
                 Session::start(&mut cmd, "Tracing ")?
             };
+            let started = session.attach;
             let took = run_counter(&counter, CALLS)?;
             let out = session.stop()?;
             let seen = if tool == "trace" {
@@ -290,9 +291,12 @@ pub fn bench() -> anyhow::Result<()> {
             } else {
                 "stack-check branch"
             };
+            let started = started.map_or("failed".into(), |d| {
+                format!("{:.0} ms", d.as_secs_f64() * 1e3)
+            });
             writeln!(
                 report,
-                "| gotrace {tool} | {site} | {overhead:.0} | {seen} |"
+                "| gotrace {tool} | {site} | {overhead:.0} | {seen} | {started} |"
             )?;
             println!("{tool} at {site}: {overhead:.0} ns/call, {seen}");
         }
