@@ -2,9 +2,9 @@
 //! filter, send the event. Every user-memory read is bounded and may fail
 //! (then the argument is marked unreadable); nothing is trusted.
 
-use aya_ebpf::cty::c_void;
 use aya_ebpf::{
     bindings::{pt_regs, BPF_F_USER_STACK},
+    cty::c_void,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_stack, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str_bytes,

@@ -3,8 +3,10 @@
 //! aya 0.14 loads uprobe programs without an expected attach type and has no
 //! uprobe_multi link, so this module does both with two raw `bpf(2)` calls.
 //! It reuses aya for everything else: aya has created the maps; the object is
-//! parsed and its map references relocated by `aya-obj`, exactly as aya does
-//! it, only with the program loaded as `BPF_TRACE_UPROBE_MULTI`.
+//! parsed, its BTF fixed up and its map references relocated by `aya-obj`,
+//! exactly as aya does it, only with the program loaded as
+//! `BPF_TRACE_UPROBE_MULTI`. The BTF and the function/line info go along
+//! because the kernel requires them for the `bpf_loop` callback of trace.
 //!
 //! Why bother: a perf-event uprobe per site costs a syscall pair to attach
 //! and an RCU grace period to detach (1,300 probes took minutes to detach),
