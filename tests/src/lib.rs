@@ -8,9 +8,9 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead as _, BufReader, Read},
+    io::{BufRead as _, BufReader, Read, Write as _},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
@@ -148,6 +148,79 @@ impl Fixture {
     /// `BINARY:func` for a probe pattern.
     pub fn pattern(&self, func: &str) -> String {
         format!("{}:{func}", self.binary.display())
+    }
+}
+
+/// A counter fixture started with COUNTER_WAIT: it has printed its pid and
+/// waits for a line on stdin before doing its work. Killed if dropped
+/// still running.
+pub struct Waiting {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Waiting {
+    /// Starts `cmd` (a counter and its arguments) and waits for its pid line.
+    pub fn start(mut cmd: Command) -> Waiting {
+        let mut child = cmd
+            .env("COUNTER_WAIT", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the counter");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("reading the counter's pid");
+        assert!(line.starts_with("pid:"), "{line}");
+        Waiting { child, stdout }
+    }
+
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Sends the line it waits for.
+    pub fn go(&mut self) {
+        self.child
+            .stdin
+            .take()
+            .expect("stdin not sent yet")
+            .write_all(b"go\n")
+            .expect("waking the counter");
+    }
+
+    /// Lets it work, waits for it to succeed, and returns what it says it did.
+    pub fn finish(mut self) -> String {
+        self.go();
+        let mut rest = String::new();
+        self.stdout
+            .read_to_string(&mut rest)
+            .expect("reading the counter's output");
+        assert!(self
+            .child
+            .wait()
+            .expect("waiting for the counter")
+            .success());
+        rest
+    }
+
+    /// Whether the process still runs (as whatever it exec'd).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("polling the counter")
+            .is_none()
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if self.running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -2,12 +2,13 @@
 //! toolchains: counts must be exactly what the fixture says it did.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
     path::Path,
     process::{Command, Stdio},
 };
 
-use integration_tests::{count_tables, fixture_counts, only_table, residue, Fixture, Go, Tracer};
+use integration_tests::{
+    count_tables, fixture_counts, only_table, residue, Fixture, Go, Tracer, Waiting,
+};
 
 /// Counts a run of `counter 100000 2000`: a framed function (work), a leaf
 /// (leaf), a recursion that grows the stack (grow), a called-once function
@@ -91,26 +92,15 @@ fn counts_every_process_of_the_binary() {
 #[test]
 fn pid_scope_counts_one_process_and_ends_with_it() {
     let counter = Fixture::build("counter", Go::Go127);
-    let mut target = Command::new(&counter.binary)
-        .args(["7000", "0"])
-        .env("COUNTER_WAIT", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut target_out = BufReader::new(target.stdout.take().unwrap());
-    let mut line = String::new();
-    target_out.read_line(&mut line).unwrap();
-    assert!(line.starts_with("pid:"), "{line}");
-    let pid = target.id().to_string();
+    let mut target_cmd = Command::new(&counter.binary);
+    target_cmd.args(["7000", "0"]);
+    let target = Waiting::start(target_cmd);
+    let pid = target.pid();
 
     let tracer = Tracer::start(&["funccount", "-p", &pid, "main.*"]);
     // Another process of the same binary must not be counted.
     counter.run(&["999"]);
-    target.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut target_out, &mut rest).unwrap();
-    assert!(target.wait().unwrap().success());
+    target.finish();
 
     let out = tracer.wait();
     assert!(out.status.success(), "{out:?}");
@@ -135,27 +125,16 @@ fn pid_scope_ends_when_the_process_execs() {
         .output()
         .unwrap();
     let sleep = String::from_utf8(sleep.stdout).unwrap().trim().to_owned();
-    let mut target = Command::new(&counter.binary)
-        .args(["3000", "0"])
-        .env("COUNTER_WAIT", "1")
-        .env("COUNTER_EXEC", &sleep)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut target_out = BufReader::new(target.stdout.take().unwrap());
-    let mut line = String::new();
-    target_out.read_line(&mut line).unwrap();
-    let pid = target.id().to_string();
+    let mut target_cmd = Command::new(&counter.binary);
+    target_cmd.args(["3000", "0"]).env("COUNTER_EXEC", &sleep);
+    let mut target = Waiting::start(target_cmd);
+    let pid = target.pid();
 
     let tracer = Tracer::start(&["funccount", "-p", &pid, "main.*"]);
-    target.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    target.go();
     let out = tracer.wait();
-    let still_running = target.try_wait().unwrap().is_none();
-    let _ = target.kill();
-    let _ = target.wait();
     assert!(
-        still_running,
+        target.running(),
         "the target should be sleeping after its exec"
     );
     assert!(out.status.success(), "{out:?}");

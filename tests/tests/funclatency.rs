@@ -2,7 +2,7 @@
 //! own calls with time.Now(): both are printed, and the histograms must
 //! hold every call the fixture made, in the right buckets.
 
-use integration_tests::{Fixture, Go, Output, Tracer};
+use integration_tests::{Fixture, Go, Output, Tracer, Waiting};
 
 /// The one JSON report of a `--json` run.
 fn report(out: &Output) -> serde_json::Value {
@@ -166,22 +166,12 @@ fn text_output_like_bcc() {
 /// -p with a bare function name, the process ending the run.
 #[test]
 fn pid_and_bare_pattern() {
-    use std::io::{BufRead as _, BufReader, Write as _};
     let counter = Fixture::build("counter", Go::Go119);
-    let mut target = std::process::Command::new(&counter.binary)
-        .args(["3000", "50"])
-        .env("COUNTER_WAIT", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(target.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let pid = target.id().to_string();
-    let tracer = Tracer::start(&["funclatency", "--json", "-p", &pid, "main.work"]);
-    target.stdin.take().unwrap().write_all(b"\n").unwrap();
-    assert!(target.wait().unwrap().success());
+    let mut target_cmd = std::process::Command::new(&counter.binary);
+    target_cmd.args(["3000", "50"]);
+    let target = Waiting::start(target_cmd);
+    let tracer = Tracer::start(&["funclatency", "--json", "-p", &target.pid(), "main.work"]);
+    target.finish();
     let report = report(&tracer.wait());
     assert_eq!(report["functions"][0]["count"].as_u64(), Some(3000));
 }

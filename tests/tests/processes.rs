@@ -2,49 +2,9 @@
 //! libraries named like bcc does (`go:`), `-p` without a path, and
 //! binaries that exist only inside another mount namespace.
 
-use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    path::Path,
-    process::{Child, ChildStdout, Command, Stdio},
-};
+use std::{path::Path, process::Command};
 
-use integration_tests::{fixture_counts, only_table, Fixture, Go, Tracer};
-
-/// A counter fixture started with COUNTER_WAIT: it has printed its pid and
-/// waits for a line on stdin before doing its work.
-struct Waiting {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Waiting {
-    fn start(mut cmd: Command) -> Waiting {
-        let mut child = cmd
-            .env("COUNTER_WAIT", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert!(line.starts_with("pid:"), "{line}");
-        Waiting { child, stdout }
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    /// Lets it work and returns what it says it did.
-    fn finish(mut self) -> String {
-        self.child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
-        assert!(self.child.wait().unwrap().success());
-        rest
-    }
-}
+use integration_tests::{fixture_counts, only_table, Fixture, Go, Tracer, Waiting};
 
 /// gccgo binaries: C ABI, entry probes, exact counts of main.*.
 #[test]

@@ -2,12 +2,9 @@
 //! fixed in its source (add(42, 13), greet("bob", i), handle(&Request{"GET",
 //! 200}, 3), small(true, -5, 65535), asmAdd(7, 8)): every ABI gotrace reads.
 
-use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    process::{Command, Stdio},
-};
+use std::process::Command;
 
-use integration_tests::{assert_one_line_error, run_gotrace, Fixture, Go, Output, Tracer};
+use integration_tests::{assert_one_line_error, run_gotrace, Fixture, Go, Output, Tracer, Waiting};
 
 /// gccgo specializes small functions (`main.add.constprop.0`) at -O2 and
 /// calls a pure function once per loop; turn that off so the C-ABI
@@ -236,12 +233,7 @@ fn user_stack() {
         &[probe(&args, r#"main.add "%d", goarg1"#)],
         1,
     );
-    let frames: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("        "))
-        .map(str::trim)
-        .collect();
+    let frames = frames(&out);
     assert!(frames.len() >= 3, "{}", out.stdout);
     assert!(frames[0].starts_with("main.add+0x"), "{frames:?}");
     assert!(frames[1].starts_with("main.main+0x"), "{frames:?}");
@@ -249,6 +241,15 @@ fn user_stack() {
         frames.iter().any(|f| f.starts_with("runtime.main+0x")),
         "{frames:?}"
     );
+}
+
+/// The -U stack lines of a run, innermost first, without their indent.
+fn frames(out: &Output) -> Vec<&str> {
+    out.stdout
+        .lines()
+        .filter(|l| l.starts_with("        "))
+        .map(str::trim)
+        .collect()
 }
 
 /// Calls the compiler inlined have no frame, but -U names them: the args
@@ -262,12 +263,7 @@ fn inlined_frames(args: &Fixture) {
         &[probe(args, r#"main.leaf "%d", goarg1"#)],
         1,
     );
-    let frames: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("        "))
-        .map(str::trim)
-        .collect();
+    let frames = frames(&out);
     assert!(frames.len() >= 4, "{}", out.stdout);
     assert!(frames[0].starts_with("main.leaf+0x"), "{frames:?}");
     assert!(
@@ -343,22 +339,13 @@ fn slices_and_interfaces_pie() {
 #[test]
 fn pid_only() {
     let counter = Fixture::build("counter", Go::Go127);
-    let mut target = Command::new(&counter.binary)
-        .args(["5", "0"])
-        .env("COUNTER_WAIT", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(target.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let pid = target.id().to_string();
+    let mut target_cmd = Command::new(&counter.binary);
+    target_cmd.args(["5", "0"]);
+    let target = Waiting::start(target_cmd);
+    let pid = target.pid();
     let tracer = Tracer::start(&["trace", "-p", &pid, r#"main.leaf "%d", goarg1"#]);
     counter.run(&["7"]); // another process: not traced
-    target.stdin.take().unwrap().write_all(b"\n").unwrap();
-    assert!(target.wait().unwrap().success());
+    target.finish();
     let out = tracer.wait();
     let messages: Vec<String> = events(&out).into_iter().map(|(_, m)| m).collect();
     assert_eq!(messages, ["0", "1", "2", "3", "4"], "{}", out.stdout);
