@@ -53,45 +53,20 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// `kind` is the descriptor's Kind_ byte; the numbers are Go's
+    /// internal/abi Kind values (Bool = 1 ... UnsafePointer = 26).
     fn from_abi(kind: u8) -> Option<Kind> {
+        let int = |size, signed| Kind::Int { size, signed };
         Some(match kind & KIND_MASK {
             1 => Kind::Bool,
-            2 => Kind::Int {
-                size: 8,
-                signed: true,
-            },
-            3 => Kind::Int {
-                size: 1,
-                signed: true,
-            },
-            4 => Kind::Int {
-                size: 2,
-                signed: true,
-            },
-            5 => Kind::Int {
-                size: 4,
-                signed: true,
-            },
-            6 => Kind::Int {
-                size: 8,
-                signed: true,
-            },
-            7 | 11 | 12 => Kind::Int {
-                size: 8,
-                signed: false,
-            },
-            8 => Kind::Int {
-                size: 1,
-                signed: false,
-            },
-            9 => Kind::Int {
-                size: 2,
-                signed: false,
-            },
-            10 => Kind::Int {
-                size: 4,
-                signed: false,
-            },
+            2 | 6 => int(8, true),
+            3 => int(1, true),
+            4 => int(2, true),
+            5 => int(4, true),
+            7 | 11 | 12 => int(8, false),
+            8 => int(1, false),
+            9 => int(2, false),
+            10 => int(4, false),
             13 => Kind::Float { size: 4 },
             14 => Kind::Float { size: 8 },
             24 => Kind::String,
