@@ -44,9 +44,15 @@ impl Placement {
         flags: 0,
     };
 
+    /// Whether the probe sits on the stack-check branch, which the kernel
+    /// emulates, rather than an instruction it single-steps.
+    pub fn on_stack_check(&self) -> bool {
+        self.flags & Cookie::FLAG_STACK_CHECK_BRANCH != 0
+    }
+
     /// Where the probe went, for `-v`.
     pub fn describe(&self) -> &'static str {
-        if self.flags & Cookie::FLAG_STACK_CHECK_BRANCH != 0 {
+        if self.on_stack_check() {
             "stack-check branch"
         } else if self.flags & Cookie::FLAG_AFTER_XCHG_RAX_R8 != 0 {
             "after xchg rax, r8"
@@ -198,13 +204,22 @@ fn stack_check(code: &[u8], address: u64) -> Option<Placement> {
     None
 }
 
+/// One way out of a function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exit {
+    pub address: u64,
+    /// A direct `jmp` out of the function (a tail call), which the kernel
+    /// emulates; otherwise a `ret`, which it single-steps.
+    pub tail_call: bool,
+}
+
 /// Where a call of the function whose machine code is `code` (loaded at
 /// `address`) ends: every `ret`, and every direct `jmp` that leaves the
 /// function (a tail call). Go's stack copier rejects the return addresses
 /// uretprobes plant, so returns are caught by probes on these instructions
 /// instead. Indirect jumps are jump tables within the function. Decoding
 /// stops at the first invalid instruction, which cannot be reached.
-pub fn exits(code: &[u8], address: u64) -> Vec<u64> {
+pub fn exit_sites(code: &[u8], address: u64) -> Vec<Exit> {
     let end = address + code.len() as u64;
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut instruction = Instruction::default();
@@ -214,18 +229,29 @@ pub fn exits(code: &[u8], address: u64) -> Vec<u64> {
         if instruction.is_invalid() {
             break;
         }
-        let leaves = match instruction.flow_control() {
-            FlowControl::Return => true,
-            FlowControl::UnconditionalBranch => {
-                !(address..end).contains(&instruction.near_branch_target())
+        let tail_call = match instruction.flow_control() {
+            FlowControl::Return => false,
+            FlowControl::UnconditionalBranch
+                if !(address..end).contains(&instruction.near_branch_target()) =>
+            {
+                true
             }
-            _ => false,
+            _ => continue,
         };
-        if leaves {
-            exits.push(instruction.ip());
-        }
+        exits.push(Exit {
+            address: instruction.ip(),
+            tail_call,
+        });
     }
     exits
+}
+
+/// The addresses of [`exit_sites`].
+pub fn exits(code: &[u8], address: u64) -> Vec<u64> {
+    exit_sites(code, address)
+        .into_iter()
+        .map(|exit| exit.address)
+        .collect()
 }
 
 /// `MOV reg, FS:[disp]`: the g of ABI0 and pre-register-ABI functions.
@@ -395,8 +421,26 @@ mod tests {
         code.extend([0xeb, 0x40]); // jmp out at +7
         code.extend([0xe8, 0, 0, 0, 0]); // call at +9
         code.extend([0xeb, 0xf0]); // jmp back inside at +14
+        code.extend([0xf3, 0xc3]); // rep ret at +16
         code.push(0xcc);
-        assert_eq!(exits(&code, BASE), vec![BASE + 6, BASE + 7]);
+        assert_eq!(
+            exit_sites(&code, BASE),
+            [
+                Exit {
+                    address: BASE + 6,
+                    tail_call: false
+                },
+                Exit {
+                    address: BASE + 7,
+                    tail_call: true
+                },
+                Exit {
+                    address: BASE + 16,
+                    tail_call: false
+                },
+            ]
+        );
+        assert_eq!(exits(&code, BASE), vec![BASE + 6, BASE + 7, BASE + 16]);
         assert_eq!(exits(&[], BASE), Vec::<u64>::new());
     }
 }

@@ -30,16 +30,15 @@ impl ProbeCost {
         for f in binary.functions() {
             let code = binary.code(f);
             match placement::entry(code, f.address, Policy::Cheapest) {
-                Ok(p) if p.flags & gotrace_common::probe::Cookie::FLAG_STACK_CHECK_BRANCH != 0 => {
-                    cost.branch_entries += 1
-                }
+                Ok(p) if p.on_stack_check() => cost.branch_entries += 1,
                 Ok(_) => cost.first_instruction_entries += 1,
                 Err(_) => cost.unprobeable += 1,
             }
-            for exit in placement::exits(code, f.address) {
-                match binary.code_at(exit, 1) {
-                    [0xc3 | 0xc2] => cost.rets += 1,
-                    _ => cost.tail_jumps += 1,
+            for exit in placement::exit_sites(code, f.address) {
+                if exit.tail_call {
+                    cost.tail_jumps += 1;
+                } else {
+                    cost.rets += 1;
                 }
             }
         }
