@@ -270,8 +270,8 @@ impl Binary {
 
     /// Exactly `len` bytes of the file at virtual `address`.
     fn bytes_at(&self, address: u64, len: usize) -> Option<&[u8]> {
-        let start = usize::try_from(self.file_offset(address)?).ok()?;
-        self.data.get(start..start.checked_add(len)?)
+        let bytes = self.code_at(address, len as u64);
+        (bytes.len() == len).then_some(bytes)
     }
 
     /// Up to `len` bytes of machine code from `address` (fewer at the end of
