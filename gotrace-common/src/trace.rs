@@ -100,6 +100,32 @@ pub const ARG_SLICE: u32 = 4;
 /// decides which of the bytes mean something. The value is the data word.
 pub const ARG_INTERFACE: u32 = 5;
 
+/// A Go `[]string`: array pointer at `first`, length at `second` (or,
+/// indirect, a slice header at the pointer plus `offset`). The length goes
+/// into the value; the string slot holds the first
+/// [`STRING_SLICE_ELEMENTS`] elements, each in [`STRING_SLICE_ENTRY`] bytes:
+/// its length (capped at 255) in one byte, then up to
+/// [`STRING_SLICE_TEXT`] bytes of its text. The cut bit says elements
+/// were left out; an element's own length says whether its text was cut.
+pub const ARG_STRING_SLICE: u32 = 6;
+
+/// [`ARG_STRING_SLICE`]: elements copied.
+pub const STRING_SLICE_ELEMENTS: usize = 3;
+/// [`ARG_STRING_SLICE`]: bytes of text kept per element.
+pub const STRING_SLICE_TEXT: usize = 20;
+/// [`ARG_STRING_SLICE`]: bytes per element in the string slot.
+pub const STRING_SLICE_ENTRY: usize = 1 + STRING_SLICE_TEXT;
+const _: () = assert!(STRING_SLICE_ELEMENTS * STRING_SLICE_ENTRY <= STRING_SIZE);
+
+/// Whether arguments of kind `kind` are two-word headers (pointer or type
+/// word, then length or data word). Read by both sides.
+pub const fn is_two_words(kind: u32) -> bool {
+    matches!(
+        kind,
+        ARG_GO_STRING | ARG_SLICE | ARG_STRING_SLICE | ARG_INTERFACE
+    )
+}
+
 /// [`ARG_INTERFACE`]: the `_type` pointer (0 for a nil interface).
 pub const IFACE_TYPE_AT: usize = 0;
 /// [`ARG_INTERFACE`]: 16 bytes read at the data pointer (the value of a

@@ -18,11 +18,12 @@ use aya_ebpf::{
 use gotrace_common::{
     probe::Cookie,
     trace::{
-        regs, unreadable_bit, ArgSpec, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
-        ARG_INTERFACE, ARG_SLICE, ARG_WORD, G_IN_R14, G_IN_TLS, IFACE_DATA_AT, IFACE_TEXT_AT,
-        IFACE_TEXT_MAX, IFACE_TYPE_AT, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER, LOCATION_STACK,
-        MAX_ARGS, MAX_CONDITIONS, MAX_FRAMES, MAX_PROBES, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE,
-        OP_STR_EQ, OP_STR_NE, STRING_SIZE,
+        is_two_words, regs, unreadable_bit, ArgSpec, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
+        ARG_INTERFACE, ARG_SLICE, ARG_STRING_SLICE, ARG_WORD, G_IN_R14, G_IN_TLS, IFACE_DATA_AT,
+        IFACE_TEXT_AT, IFACE_TEXT_MAX, IFACE_TYPE_AT, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER,
+        LOCATION_STACK, MAX_ARGS, MAX_CONDITIONS, MAX_FRAMES, MAX_PROBES, OP_EQ, OP_GE, OP_GT,
+        OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, STRING_SIZE, STRING_SLICE_ELEMENTS,
+        STRING_SLICE_ENTRY, STRING_SLICE_TEXT,
     },
 };
 
@@ -134,7 +135,7 @@ fn read_arg(ctx: &pt_regs, arg: &ArgSpec, i: usize, event: &mut Event) {
         match (value, arg.kind) {
             // Two-word headers: string (pointer, length), slice (pointer,
             // length, capacity), interface (type, data).
-            (Ok(v), ARG_GO_STRING | ARG_SLICE | ARG_INTERFACE) => (v, length.unwrap_or(0)),
+            (Ok(v), kind) if is_two_words(kind) => (v, length.unwrap_or(0)),
             (Ok(v), _) => (v, 0),
             (Err(_), _) => {
                 event.cut |= unreadable_bit(i);
@@ -142,7 +143,7 @@ fn read_arg(ctx: &pt_regs, arg: &ArgSpec, i: usize, event: &mut Event) {
             }
         }
     } else {
-        let length = if matches!(arg.kind, ARG_GO_STRING | ARG_SLICE | ARG_INTERFACE) {
+        let length = if is_two_words(arg.kind) {
             location(ctx, arg.second).unwrap_or(0)
         } else {
             0
@@ -167,6 +168,7 @@ fn read_arg(ctx: &pt_regs, arg: &ArgSpec, i: usize, event: &mut Event) {
             }
         }
         ARG_SLICE => read_slice(value, length, arg.element, i, event),
+        ARG_STRING_SLICE => read_string_slice(value, length, i, event),
         ARG_INTERFACE => read_interface(value, length, arg.element, i, event),
         ARG_C_STRING => {
             // SAFETY: the helper stops at the buffer's end.
@@ -205,6 +207,39 @@ fn read_slice(array: u64, length: u64, element: u32, i: usize, event: &mut Event
             < 0;
     if failed {
         event.cut |= unreadable_bit(i);
+    }
+}
+
+/// The first elements of a `[]string` of `length` elements at `array`, in
+/// the layout of `ARG_STRING_SLICE`. Headers are read one by one: the
+/// array may end at a page end right after the last element.
+#[inline(always)]
+fn read_string_slice(array: u64, length: u64, i: usize, event: &mut Event) {
+    event.values[i] = length;
+    if length > STRING_SLICE_ELEMENTS as u64 {
+        event.cut |= 1 << i;
+    }
+    for e in 0..STRING_SLICE_ELEMENTS {
+        if e as u64 >= length {
+            break;
+        }
+        // SAFETY: bounded user read that fails cleanly.
+        let header = unsafe { bpf_probe_read_user((array + 16 * e as u64) as *const [u64; 2]) };
+        let Ok([text, text_length]) = header else {
+            event.cut |= unreadable_bit(i);
+            return;
+        };
+        let entry = &mut event.strings[i][e * STRING_SLICE_ENTRY..(e + 1) * STRING_SLICE_ENTRY];
+        entry[0] = text_length.min(255) as u8;
+        let n = text_length.min(STRING_SLICE_TEXT as u64) as u32;
+        // SAFETY: at most STRING_SLICE_TEXT bytes into the entry's text;
+        // a bad pointer makes the helper fail.
+        let failed =
+            unsafe { probe_read_user_raw(entry[1..].as_mut_ptr().cast(), n, text as *const _) } < 0;
+        if failed {
+            event.cut |= unreadable_bit(i);
+            return;
+        }
     }
 }
 

@@ -286,9 +286,9 @@ fn messages(args: &Fixture, text: &str) -> Vec<String> {
     events(&out).into_iter().map(|(_, m)| m).collect()
 }
 
-/// Slices print their length and first elements; interfaces their dynamic
-/// type, named from the binary's type descriptors, and value. The calls
-/// and values are those of the fixture's source.
+/// Slices print their length and first elements (strings as text);
+/// interfaces their dynamic type, named from the binary's type descriptors,
+/// and value. The calls and values are those of the fixture's source.
 fn slices_and_interfaces(args: &Fixture) {
     assert_eq!(
         messages(args, r#"main.sum "%v", xs"#),
@@ -297,6 +297,15 @@ fn slices_and_interfaces(args: &Fixture) {
     assert_eq!(
         messages(args, r#"main.checksum "%v", data"#),
         [r#"len=5 "hello""#]
+    );
+    // The first three elements, each text cut at 20 bytes.
+    assert_eq!(
+        messages(args, r#"main.words "%v", ws"#),
+        [
+            r#"len=4 ["GET" "a-path-longer-than-t"... "" ...]"#,
+            r#"len=1 ["solo"]"#,
+            "len=0 []"
+        ]
     );
     let described = messages(args, r#"main.describe "%v", v"#);
     assert_eq!(described.len(), 5, "{described:?}");

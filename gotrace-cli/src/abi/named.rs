@@ -5,7 +5,9 @@
 //! 2, structs field by field), unless the rest do not fit, in which case
 //! the whole argument goes on the stack in order.
 
-use gotrace_common::trace::{ArgSpec, ARG_GO_STRING, ARG_INTERFACE, ARG_SLICE, ARG_WORD};
+use gotrace_common::trace::{
+    is_two_words, ArgSpec, ARG_GO_STRING, ARG_INTERFACE, ARG_SLICE, ARG_STRING_SLICE, ARG_WORD,
+};
 
 use super::amd64::{register, stack, Convention, GO_INT_REGISTERS};
 use crate::symbols::dwarf::{Param, Shape};
@@ -214,6 +216,9 @@ pub fn resolve(
         Shape::Word { size, signed } => (ARG_WORD, *size, *signed, 0),
         Shape::Pointer(_) => (ARG_WORD, 8, false, 0),
         Shape::String => (ARG_GO_STRING, 16, false, 0),
+        Shape::Slice(Some(element)) if **element == Shape::String => {
+            (ARG_STRING_SLICE, 24, false, 16)
+        }
         Shape::Slice(element) => {
             let bytes = element.as_ref().map_or(8, |e| e.size()).clamp(1, 63);
             (ARG_SLICE, 24, false, bytes as u32)
@@ -232,7 +237,7 @@ pub fn resolve(
         element,
         ..ArgSpec::default()
     };
-    let two_words = matches!(kind, ARG_GO_STRING | ARG_SLICE | ARG_INTERFACE);
+    let two_words = is_two_words(kind);
     match place {
         Place::Registers(r) => {
             spec.first = register(*r.first().ok_or_else(|| NamedError::Unknown(path.clone()))?);

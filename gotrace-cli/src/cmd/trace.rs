@@ -9,10 +9,10 @@ use gotrace_common::{
     probe::{Cookie, FSBASE_OFFSET, GOID_OFFSET},
     trace::{
         unreadable_bit, ArgSpec, Condition, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
-        ARG_INTERFACE, ARG_SLICE, ARG_WORD, EVENTS_MAP, G_IN_R14, G_IN_TLS, G_UNKNOWN,
-        IFACE_TYPE_AT, JOIN_AND, JOIN_OR, LOST_MAP, MAX_ARGS, MAX_PROBES, OP_EQ, OP_GE, OP_GT,
-        OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, PROBES_MAP, PROGRAM, RING_BYTES, STRING_SIZE,
-        TID_FILTER,
+        ARG_INTERFACE, ARG_SLICE, ARG_STRING_SLICE, ARG_WORD, EVENTS_MAP, G_IN_R14, G_IN_TLS,
+        G_UNKNOWN, IFACE_TYPE_AT, JOIN_AND, JOIN_OR, LOST_MAP, MAX_ARGS, MAX_PROBES, OP_EQ, OP_GE,
+        OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, PROBES_MAP, PROGRAM, RING_BYTES,
+        STRING_SIZE, TID_FILTER,
     },
 };
 use tokio::io::unix::AsyncFd;
@@ -826,6 +826,11 @@ fn decode(
             };
             Value::Go(govalue::slice(bytes, event.values[i], cut, element_shape))
         }
+        ARG_STRING_SLICE => Value::Go(govalue::string_slice(
+            &event.strings[i],
+            event.values[i],
+            cut,
+        )),
         ARG_INTERFACE => {
             let slot = &event.strings[i];
             let mut word = [0u8; 8];

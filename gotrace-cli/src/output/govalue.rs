@@ -1,9 +1,12 @@
 //! Slices and interfaces as `trace` prints them with `%v`, from the bytes
 //! the kernel copied (see `gotrace_common::trace::ARG_SLICE` and
-//! `ARG_INTERFACE`): `len=3 [1 2 3]`, `len=5 "hello"`, `int(42)`,
+//! `ARG_INTERFACE`): `len=3 [1 2 3]`, `len=5 "hello"`, `len=2 ["a" "b"]`, `int(42)`,
 //! `string("bob")`, `*main.Request(0xc000012345)`, `<nil>`.
 
-use gotrace_common::trace::{IFACE_DATA_AT, IFACE_TEXT_AT, IFACE_TEXT_MAX, STRING_SIZE};
+use gotrace_common::trace::{
+    IFACE_DATA_AT, IFACE_TEXT_AT, IFACE_TEXT_MAX, STRING_SIZE, STRING_SLICE_ELEMENTS,
+    STRING_SLICE_ENTRY, STRING_SLICE_TEXT,
+};
 
 use crate::symbols::{
     dwarf::Shape,
@@ -40,7 +43,8 @@ pub fn slice(bytes: &[u8], length: u64, cut: bool, element: Option<&Shape>) -> S
                 .map(|chunk| format!("0x{:x}", le(chunk)))
                 .collect(),
         ),
-        // Strings, structs...: their bytes are headers, not values.
+        // Structs, nested slices...: not decoded (strings have their own
+        // kind, see `string_slice`).
         _ => None,
     };
     match elements {
@@ -48,6 +52,27 @@ pub fn slice(bytes: &[u8], length: u64, cut: bool, element: Option<&Shape>) -> S
         None if length == 0 => "len=0 []".to_owned(),
         None => format!("len={length} [...]"),
     }
+}
+
+/// A `[]string` of `length` elements from the kernel's slot (layout of
+/// `ARG_STRING_SLICE`); `cut` when elements were left out.
+pub fn string_slice(slot: &[u8; STRING_SIZE], length: u64, cut: bool) -> String {
+    let shown = (length as usize).min(STRING_SLICE_ELEMENTS);
+    let mut elements: Vec<String> = slot
+        .chunks_exact(STRING_SLICE_ENTRY)
+        .take(shown)
+        .map(|entry| {
+            let text_length = usize::from(entry[0]);
+            let kept = text_length.min(STRING_SLICE_TEXT);
+            let text = String::from_utf8_lossy(&entry[1..1 + kept]);
+            let more = if text_length > kept { "..." } else { "" };
+            format!("{text:?}{more}")
+        })
+        .collect();
+    if cut {
+        elements.push("...".to_owned());
+    }
+    format!("len={length} [{}]", elements.join(" "))
 }
 
 /// An interface whose data word is `data`, given the kernel's slot bytes
@@ -145,10 +170,11 @@ mod tests {
             slice(&[0xff, 0xff, 7, 0], 2, false, Some(&int16)),
             "len=2 [-1 7]"
         );
-        assert_eq!(
-            slice(&[0; 48], 3, false, Some(&Shape::String)),
-            "len=3 [...]"
-        );
+        let record = Shape::Struct {
+            size: 24,
+            fields: Vec::new(),
+        };
+        assert_eq!(slice(&[0; 48], 3, false, Some(&record)), "len=3 [...]");
         assert_eq!(slice(&[], 0, false, None), "len=0 []");
         assert_eq!(
             slice(
@@ -159,6 +185,24 @@ mod tests {
             ),
             "len=1 [1.5]"
         );
+    }
+
+    #[test]
+    fn string_slices() {
+        let mut slot = [0u8; STRING_SIZE];
+        let long = b"a-path-longer-than-twenty-bytes";
+        for (e, text) in [&b"GET"[..], long, b""].iter().enumerate() {
+            let entry = &mut slot[e * STRING_SLICE_ENTRY..(e + 1) * STRING_SLICE_ENTRY];
+            entry[0] = text.len() as u8;
+            let kept = text.len().min(STRING_SLICE_TEXT);
+            entry[1..1 + kept].copy_from_slice(&text[..kept]);
+        }
+        assert_eq!(
+            string_slice(&slot, 4, true),
+            r#"len=4 ["GET" "a-path-longer-than-t"... "" ...]"#
+        );
+        assert_eq!(string_slice(&slot, 1, false), r#"len=1 ["GET"]"#);
+        assert_eq!(string_slice(&slot, 0, false), "len=0 []");
     }
 
     fn slot(value: [u64; 2], text: &[u8]) -> [u8; STRING_SIZE] {
