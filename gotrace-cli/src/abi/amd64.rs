@@ -14,6 +14,8 @@
 
 use gotrace_common::trace::{regs, LOCATION_REGISTER, LOCATION_STACK};
 
+use crate::symbols::{Binary, Function, Toolchain};
+
 /// Go's integer argument and result registers, in order.
 pub const GO_INT_REGISTERS: [u32; 9] = [
     regs::RAX,
@@ -43,6 +45,33 @@ pub enum Convention {
     GoRegister,
     GoStack,
     SystemV,
+}
+
+impl Convention {
+    /// The calling convention of `function` in `binary`.
+    pub fn of(binary: &Binary, function: &Function) -> Convention {
+        match binary.toolchain() {
+            // Assembly functions keep the stack ABI; the symbol table marks
+            // them `.abi0`.
+            Some(Toolchain::Gc) if register_abi(binary) && !function.name.ends_with(".abi0") => {
+                Convention::GoRegister
+            }
+            Some(Toolchain::Gc) => Convention::GoStack,
+            _ => Convention::SystemV,
+        }
+    }
+}
+
+/// A gc binary of Go 1.17 or later (or of an unknown version: the
+/// register ABI is the likelier).
+fn register_abi(binary: &Binary) -> bool {
+    let version = binary
+        .facts()
+        .build_info
+        .as_ref()
+        .map(|b| b.go_version.as_str());
+    crate::symbols::abi(Toolchain::Gc, version)
+        .is_none_or(|abi| abi == crate::symbols::Abi::Register)
 }
 
 impl std::fmt::Display for Convention {

@@ -40,7 +40,7 @@ use crate::{
         format::{Conversion, Format},
         spec::{ArgExpr, Kind, Spec},
     },
-    symbols::{dwarf::Shape, types::GoType, Binary, Function, Toolchain},
+    symbols::{dwarf::Shape, types::GoType, Binary, Function},
     target::Process,
 };
 
@@ -316,36 +316,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-/// The calling convention of `function` in `binary`.
-fn convention(binary: &Binary, function: &Function) -> Convention {
-    match binary.toolchain() {
-        // Assembly functions keep the stack ABI; the symbol table marks
-        // them `.abi0`.
-        Some(Toolchain::Gc) if register_abi(binary) && !function.name.ends_with(".abi0") => {
-            Convention::GoRegister
-        }
-        Some(Toolchain::Gc) => Convention::GoStack,
-        _ => Convention::SystemV,
-    }
-}
-
-/// A gc binary of Go 1.17 or later (or of an unknown version: the
-/// register ABI is the likelier).
-fn register_abi(binary: &Binary) -> bool {
-    let version = binary
-        .facts()
-        .build_info
-        .as_ref()
-        .map(|b| b.go_version.as_str());
-    crate::symbols::abi(Toolchain::Gc, version)
-        .is_none_or(|abi| abi == crate::symbols::Abi::Register)
-}
-
 /// Where the current g is when the probe fires: R14 in register-ABI code;
 /// thread-local storage in ABI0 assembly and pre-1.17 code (gc's own
 /// convention for them); nowhere gotrace knows for gccgo and C.
 fn g_from(binary: &Binary, function: &Function) -> u32 {
-    match convention(binary, function) {
+    match Convention::of(binary, function) {
         Convention::GoRegister => G_IN_R14,
         Convention::GoStack => G_IN_TLS,
         Convention::SystemV => G_UNKNOWN,
@@ -359,7 +334,7 @@ fn compile(
     spec: &Spec,
     verbose: bool,
 ) -> anyhow::Result<(ProbeSpec, Vec<Shown>)> {
-    let convention = convention(&target.binary, function);
+    let convention = Convention::of(&target.binary, function);
     let conversions: Vec<Conversion> = spec
         .format
         .as_ref()
