@@ -26,6 +26,12 @@ impl Cookie {
     /// other's entry values: programs that read arguments swap them back.
     pub const FLAG_AFTER_XCHG_RAX_R8: u32 = 1 << 1;
 
+    /// The function finds the current g in thread-local storage, not in
+    /// R14 (ABI0 assembly, and all code of Go < 1.17): programs that key
+    /// by goroutine read it there. Set by `funclatency` on entry and exit
+    /// probes alike.
+    pub const FLAG_G_IN_TLS: u32 = 1 << 2;
+
     /// Packs a function index and flags (16 bits) into a cookie.
     pub const fn new(function: u32, flags: u32) -> Self {
         Self::at_site(function, flags, 0)

@@ -67,7 +67,7 @@ pub fn funclatency_entry(ctx: ProbeContext) -> u32 {
         let _ = FUNCLATENCY_STARTS.insert(&key, &now, 0);
         return 0;
     }
-    let Some(depth_key) = depth_key(&ctx, cookie.function()) else {
+    let Some(depth_key) = depth_key(&ctx, cookie) else {
         return 0;
     };
     let goid = depth_key.goid;
@@ -103,7 +103,7 @@ pub fn funclatency_return(ctx: ProbeContext) -> u32 {
         }
         return 0;
     }
-    let Some(depth_key) = depth_key(&ctx, function) else {
+    let Some(depth_key) = depth_key(&ctx, cookie) else {
         return 0;
     };
     let goid = depth_key.goid;
@@ -156,14 +156,15 @@ fn record(function: u32, nanoseconds: u64) {
 /// The running goroutine's open-call counter key for `function`; counts
 /// `EVENT_NO_GOID` when the goroutine cannot be named.
 #[inline(always)]
-fn depth_key(ctx: &ProbeContext, function: u32) -> Option<DepthKey> {
-    let Some(goid) = goroutine::current_id(ctx) else {
+fn depth_key(ctx: &ProbeContext, cookie: Cookie) -> Option<DepthKey> {
+    let in_tls = cookie.flags() & Cookie::FLAG_G_IN_TLS != 0;
+    let Some(goid) = goroutine::current_id(ctx, in_tls) else {
         count(EVENT_NO_GOID);
         return None;
     };
     Some(DepthKey {
         goid,
-        function,
+        function: cookie.function(),
         pad: 0,
     })
 }

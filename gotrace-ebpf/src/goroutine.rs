@@ -20,12 +20,17 @@ static FSBASE_OFFSET: u64 = 0;
 #[unsafe(no_mangle)]
 static GOID_OFFSET: u64 = 0;
 
-/// The id of the running goroutine. `None` when R14 does not point at
-/// readable memory.
+/// The id of the running goroutine, whose g is in thread-local storage
+/// when `in_tls`, else in R14. `None` when g cannot be read.
 #[inline(always)]
-pub fn current_id(ctx: &ProbeContext) -> Option<u64> {
-    // SAFETY: `regs` points at the pt_regs the kernel passed to this uprobe.
-    goid_of(unsafe { (*ctx.regs).r14 })
+pub fn current_id(ctx: &ProbeContext, in_tls: bool) -> Option<u64> {
+    let g = if in_tls {
+        g_from_tls()?
+    } else {
+        // SAFETY: `regs` points at the pt_regs the kernel passed to this uprobe.
+        unsafe { (*ctx.regs).r14 }
+    };
+    goid_of(g)
 }
 
 /// The goroutine id of the g at `g`. `None` for a null g, an unknown

@@ -106,8 +106,8 @@ fn bad_inputs_of_the_other_tools() {
             vec!["--microseconds", "--milliseconds"],
         ),
         (
-            vec!["funclatency".into(), probe("main.asmAdd.abi0")],
-            vec!["can be timed", "assembly, ABI0"],
+            vec!["funclatency".into(), probe("main.helper")],
+            vec!["can be timed", "only inlined"],
         ),
         (
             vec!["funclatency".into(), "/bin/true:main.*".into()],

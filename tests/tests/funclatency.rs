@@ -45,10 +45,13 @@ fn field(said: &str, name: &str) -> u64 {
 
 /// 8 goroutines call a function that sleeps 2 ms, 800 calls in all: the
 /// goroutines park and resume on other threads, and every call is timed.
-fn sleeping_goroutines(go: Go) {
-    let (said, report) = trace(go, "main.work", &["sleep", "8", "800", "2"]);
+/// `mode` is the fixture's (`sleep`: main.work; `asm`: main.asmSleep),
+/// `func` what is traced, `said` the fixture's name for its calls.
+fn sleeping_goroutines(go: Go, mode: &str, func: &str, said_as: &str) {
+    let (said, report) = trace(go, func, &[mode, "8", "800", "2"]);
     let work = &report["functions"][0];
-    assert_eq!(work["count"].as_u64(), Some(field(&said, "work:")));
+    assert_eq!(work["count"].as_u64(), Some(field(&said, said_as)));
+    assert_eq!(report["open_calls"].as_u64(), Some(0));
     let in_range = calls_between(work, 1 << 20, (1 << 22) - 1); // 1.05-4.19 ms
     assert!(
         in_range * 100 >= 95 * 800,
@@ -64,12 +67,25 @@ fn sleeping_goroutines(go: Go) {
 
 #[test]
 fn sleeping_goroutines_go119() {
-    sleeping_goroutines(Go::Go119);
+    sleeping_goroutines(Go::Go119, "sleep", "main.work", "work:");
 }
 
 #[test]
 fn sleeping_goroutines_go127() {
-    sleeping_goroutines(Go::Go127);
+    sleeping_goroutines(Go::Go127, "sleep", "main.work", "work:");
+}
+
+/// An assembly (ABI0) function has no g in R14: its goroutine is read
+/// through the thread's FS base. Thread-keyed timing would mismatch the
+/// calls of goroutines that resume on another thread.
+#[test]
+fn assembly_functions_go119() {
+    sleeping_goroutines(Go::Go119, "asm", "main.asmSleep.abi0", "asmSleep:");
+}
+
+#[test]
+fn assembly_functions_go127() {
+    sleeping_goroutines(Go::Go127, "asm", "main.asmSleep.abi0", "asmSleep:");
 }
 
 /// 64 goroutines recurse 1001 calls deep with 512-byte frames, so their

@@ -6,7 +6,7 @@
 //! on every `ret` and tail jump of the function, found by decoding it,
 //! because the return addresses uretprobes plant crash Go's stack copier.
 
-use std::{io::Write as _, time::Duration};
+use std::{cell::OnceCell, io::Write as _, time::Duration};
 
 use anyhow::{bail, Context as _};
 use aya::maps::{HashMap, MapData, PerCpuArray};
@@ -16,7 +16,7 @@ use gotrace_common::{
         EVENT_UNPAIRED_RETURN, HISTOGRAM_MAP, KEY_BY_STACK_POINTER, MAX_OPEN_CALLS, RETURN_PROGRAM,
         SLOTS, STARTS_MAP, STATS_MAP, STATS_PER_FUNCTION, UNIT_DIVISOR,
     },
-    probe::{Cookie, GOID_OFFSET},
+    probe::{Cookie, FSBASE_OFFSET, GOID_OFFSET},
 };
 
 use super::{
@@ -27,11 +27,12 @@ use super::{
     ProbeSite, Target,
 };
 use crate::{
+    abi::amd64::Convention,
     attach::{
         self,
         placement::{self, Placement},
     },
-    ebpf,
+    ebpf, kernel,
     output::{
         histogram::{self, Histogram},
         time::hms_now,
@@ -102,12 +103,14 @@ struct Timed<'b> {
     function: &'b Function,
     entry: Placement,
     exits: Vec<u64>,
+    /// Cookie flags of all its probes: how to find its goroutine.
+    g_flags: u32,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let target = Target::open(&args.pattern, args.regexp, args.pid)?;
     let selected = select::matching(&target.binary, &target.pattern, &target.located.display)?;
-    let timed = timeable(&target, &selected)?;
+    let (timed, fsbase_offset) = timeable(&target, &selected)?;
     // Goroutines are found through R14 in gc code. gccgo keeps g in TLS,
     // but never moves stacks, so there a call is known by its stack pointer.
     let (goid_offset, by_stack_pointer) = match target.binary.toolchain() {
@@ -145,6 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .map_max_entries(STARTS_MAP, MAX_OPEN_CALLS)
                 .map_max_entries(DEPTHS_MAP, MAX_OPEN_CALLS)
                 .override_global(GOID_OFFSET, &goid_offset, true)
+                .override_global(FSBASE_OFFSET, &fsbase_offset, true)
                 .override_global(UNIT_DIVISOR, &divisor, true)
                 .override_global(KEY_BY_STACK_POINTER, &by_stack_pointer, true);
         })?;
@@ -250,10 +254,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-/// The selected functions that can be timed; says why the others cannot.
-fn timeable<'b>(target: &Target, selected: &[Selected<'b>]) -> anyhow::Result<Vec<Timed<'b>>> {
+/// The selected functions that can be timed, and the offset of the FS base
+/// in the kernel's task_struct if one of them needs it (else 0); says why
+/// the others cannot be timed.
+fn timeable<'b>(
+    target: &Target,
+    selected: &[Selected<'b>],
+) -> anyhow::Result<(Vec<Timed<'b>>, u64)> {
     let mut timed = Vec::new();
     let mut skipped = Vec::new();
+    // Read from the kernel's BTF only when needed: it is slow.
+    let fsbase_offset = OnceCell::new();
     for s in selected {
         let Some(function) = s.function else {
             skipped.push(format!(
@@ -263,11 +274,20 @@ fn timeable<'b>(target: &Target, selected: &[Selected<'b>]) -> anyhow::Result<Ve
             ));
             continue;
         };
-        // ABI0 assembly functions do not keep g in R14.
-        if function.name.ends_with(".abi0") {
-            skipped.push(format!("{} (assembly, ABI0)", function.name));
-            continue;
-        }
+        // ABI0 assembly (and pre-1.17 code) does not keep g in R14; the
+        // kernel's task layout says where the thread's g is instead.
+        let g_flags = if Convention::of(&target.binary, function) == Convention::GoStack {
+            if let Err(err) = fsbase_offset.get_or_init(kernel::fsbase_offset) {
+                skipped.push(format!(
+                    "{} (ABI0: its goroutine is found through the thread's FS base, and {err:#})",
+                    function.name
+                ));
+                continue;
+            }
+            Cookie::FLAG_G_IN_TLS
+        } else {
+            0
+        };
         let code = target.binary.code(function);
         let entry = match placement::entry(code, function.address, placement::Policy::Cheapest) {
             Ok(entry) => entry,
@@ -285,6 +305,7 @@ fn timeable<'b>(target: &Target, selected: &[Selected<'b>]) -> anyhow::Result<Ve
             function,
             entry,
             exits,
+            g_flags,
         });
     }
     if timed.is_empty() {
@@ -298,7 +319,11 @@ fn timeable<'b>(target: &Target, selected: &[Selected<'b>]) -> anyhow::Result<Ve
     if !skipped.is_empty() {
         eprintln!("gotrace: not timed: {}", skipped.join(", "));
     }
-    Ok(timed)
+    let fsbase_offset = match fsbase_offset.get() {
+        Some(Ok(offset)) => *offset,
+        _ => 0,
+    };
+    Ok((timed, fsbase_offset))
 }
 
 /// Entry probes (placed as funccount places them) and exit probes.
@@ -311,11 +336,11 @@ fn probe_sites(
     let mut exits = Vec::new();
     for (i, t) in timed.iter().enumerate() {
         let f = t.function;
-        let cookie = Cookie::new(i as u32, t.entry.flags);
+        let cookie = Cookie::new(i as u32, t.entry.flags | t.g_flags);
         entries.push(target.site(f.address + t.entry.offset, cookie, f.name.clone())?);
         for &exit in &t.exits {
             let describe = format!("{} (return at +{:#x})", f.name, exit - f.address);
-            exits.push(target.site(exit, Cookie::new(i as u32, 0), describe)?);
+            exits.push(target.site(exit, Cookie::new(i as u32, t.g_flags), describe)?);
         }
         if verbose {
             eprintln!(
