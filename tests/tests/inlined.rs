@@ -1,6 +1,6 @@
 //! Functions the compiler inlined have no symbol; gotrace counts their
 //! inlined copies through the pclntab inline trees, in unstripped and
-//! stripped binaries.
+//! stripped binaries, PIE or not.
 
 use std::process::Command;
 
@@ -48,6 +48,32 @@ fn hello_stripped_go119() {
 #[test]
 fn hello_stripped_go127() {
     hello(Go::Go127, &["-ldflags=-s -w"]);
+}
+
+#[test]
+fn hello_stripped_pie_go119() {
+    hello(Go::Go119, &["-buildmode=pie", "-ldflags=-s -w"]);
+}
+
+#[test]
+fn hello_stripped_pie_go127() {
+    hello(Go::Go127, &["-buildmode=pie", "-ldflags=-s -w"]);
+}
+
+/// Linked by the C linker, a stripped PIE's moduledata holds zeros where
+/// its pointers go (relocations fill them in at load time), its pclntab
+/// has no section of its own before Go 1.26, and C's read-only data comes
+/// before Go's.
+const EXTERNAL_PIE: &[&str] = &["-buildmode=pie", "-ldflags=-s -w -linkmode=external"];
+
+#[test]
+fn hello_stripped_external_pie_go119() {
+    hello(Go::Go119, EXTERNAL_PIE);
+}
+
+#[test]
+fn hello_stripped_external_pie_go127() {
+    hello(Go::Go127, EXTERNAL_PIE);
 }
 
 /// Inlined calls in a loop and at two call sites count exactly.

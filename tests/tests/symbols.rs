@@ -67,15 +67,30 @@ fn strip_copy(fixture: &Fixture) -> std::path::PathBuf {
     stripped
 }
 
+/// The flags of an externally linked PIE build, whose linker merges Go <
+/// 1.26's pclntab section into `.data.rel.ro` and adds C's functions.
+const EXTERNAL_PIE: &[&str] = &["-buildmode=pie", "-ldflags=-linkmode=external"];
+
 /// pclntab names and entries of a stripped copy equal the symbol table of
-/// the original (every Go function; the linker's aliases aside).
-fn pclntab_matches_symtab(go: Go) {
-    let counter = Fixture::build("counter", go);
+/// the original (every Go function; the linker's aliases aside; with an
+/// external link, C's functions and names without a package aside).
+fn pclntab_matches_symtab(go: Go, flags: &[&str]) {
+    let counter = Fixture::build_with("counter", go, flags);
     let stripped = strip_copy(&counter);
     let ours = info(&stripped, true);
     assert_eq!(ours["symbols"], "stripped; names from .gopclntab");
     assert_eq!(ours["stripped"], true);
-    let from_pclntab = function_names(&ours);
+    let mut from_pclntab = function_names(&ours);
+    let mut from_nm = nm_functions(&counter.binary);
+    if flags == EXTERNAL_PIE {
+        // C's functions lie outside Go's text; dot-less names are Go
+        // assembly's few local helpers (`aeshashbody`), which only the
+        // internal linker names alike.
+        let first = from_pclntab.iter().map(|(_, a)| *a).min().unwrap();
+        let last = from_pclntab.iter().map(|(_, a)| *a).max().unwrap();
+        from_pclntab.retain(|(name, _)| name.contains('.'));
+        from_nm.retain(|(name, a)| name.contains('.') && (first..=last).contains(a));
+    }
     // The symbol table marks assembly (ABI0) functions with `.abi0`, and
     // Go 1.19's pclntab abbreviates array types in names (`[...]`).
     let comparable = |names: &BTreeSet<(String, u64)>| -> BTreeSet<(String, u64)> {
@@ -85,7 +100,6 @@ fn pclntab_matches_symtab(go: Go) {
             .map(|(n, a)| (n.trim_end_matches(".abi0").to_owned(), *a))
             .collect()
     };
-    let from_nm = nm_functions(&counter.binary);
     let addresses = |names: &BTreeSet<(String, u64)>| -> BTreeSet<u64> {
         names.iter().map(|(_, a)| *a).collect()
     };
@@ -104,25 +118,42 @@ fn pclntab_matches_symtab(go: Go) {
 
 #[test]
 fn pclntab_matches_symtab_go119() {
-    pclntab_matches_symtab(Go::Go119);
+    pclntab_matches_symtab(Go::Go119, &[]);
 }
 
 #[test]
 fn pclntab_matches_symtab_go127() {
-    pclntab_matches_symtab(Go::Go127);
+    pclntab_matches_symtab(Go::Go127, &[]);
+}
+
+#[test]
+fn pclntab_matches_symtab_external_pie_go119() {
+    pclntab_matches_symtab(Go::Go119, EXTERNAL_PIE);
+}
+
+#[test]
+fn pclntab_matches_symtab_external_pie_go127() {
+    pclntab_matches_symtab(Go::Go127, EXTERNAL_PIE);
 }
 
 /// Counting works the same on `strip`ped binaries, `-s -w` builds and
-/// stripped PIE builds (file offsets from the program headers).
+/// stripped PIE builds, linked by Go or by an external linker (file
+/// offsets from the program headers).
 #[test]
 fn counts_in_stripped_and_pie_binaries() {
     for go in [Go::Go119, Go::Go127] {
         let counter = Fixture::build_with("counter", go, &["-ldflags=-s -w"]);
         let pie = Fixture::build_with("counter", go, &["-buildmode=pie", "-ldflags=-s -w"]);
+        let external_pie = Fixture::build_with(
+            "counter",
+            go,
+            &["-buildmode=pie", "-ldflags=-s -w -linkmode=external"],
+        );
         let unstripped = Fixture::build("counter", go);
         for binary in [
             counter.binary.clone(),
             pie.binary.clone(),
+            external_pie.binary.clone(),
             strip_copy(&unstripped),
         ] {
             let pattern = format!("{}:main.*", binary.display());

@@ -255,7 +255,7 @@ fn frames(out: &Output) -> Vec<&str> {
 /// Calls the compiler inlined have no frame, but -U names them: the args
 /// fixture's `helper` is inlined into main.main and calls main.leaf. Go
 /// 1.19 and 1.27 lay inline trees out differently; stripped binaries find
-/// them through moduledata.
+/// them through moduledata, stripped PIE ones through its relocations.
 fn inlined_frames(args: &Fixture) {
     let out = trace(
         args,
@@ -278,6 +278,11 @@ fn inlined_frames_in_user_stacks() {
     inlined_frames(&build(Go::Go119));
     inlined_frames(&build(Go::Go127));
     inlined_frames(&Fixture::build_with("args", Go::Go127, &["-ldflags=-s -w"]));
+    inlined_frames(&Fixture::build_with(
+        "args",
+        Go::Go127,
+        &["-buildmode=pie", "-ldflags=-s -w"],
+    ));
 }
 
 /// The event lines of one probe on the args fixture run once.

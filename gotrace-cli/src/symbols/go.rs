@@ -56,18 +56,41 @@ fn pclntab_section<'d, 'f>(object: &'f object::File<'d>) -> Option<object::Secti
 /// A gc binary's pclntab and where it sits.
 struct Table<'d> {
     address: u64,
+    /// From the table's start to the end of its section.
     data: &'d [u8],
+    /// Where `data` starts in the file.
+    file_offset: u64,
     funcname_offset: Option<u64>,
 }
 
 fn table<'d>(object: &object::File<'d>) -> Option<Table<'d>> {
-    let section = pclntab_section(object)?;
-    let data = section.data().ok()?;
+    let (section, start) = match pclntab_section(object) {
+        Some(section) => (section, 0),
+        None => merged_pclntab(object)?,
+    };
+    let data = section.data().ok()?.get(start..)?;
     Some(Table {
-        address: section.address(),
+        address: section.address().checked_add(start as u64)?,
         data,
+        file_offset: section.file_range()?.0.checked_add(start as u64)?,
         funcname_offset: read_uint(data, 8 + 3 * 8, 8),
     })
+}
+
+/// The pclntab of a binary whose linker merged it into another section:
+/// external linkers put Go < 1.26's `.data.rel.ro.gopclntab` of PIE
+/// binaries into `.data.rel.ro`. Found by its header (magic, two zero
+/// bytes, instruction quantum 1, pointer size 8) and kept if it parses.
+fn merged_pclntab<'d, 'f>(
+    object: &'f object::File<'d>,
+) -> Option<(object::Section<'d, 'f>, usize)> {
+    const HEADER_TAIL: [u8; 4] = [0, 0, 1, 8];
+    let section = object.section_by_name(".data.rel.ro")?;
+    let data = section.data().ok()?;
+    let start = (0..data.len().saturating_sub(8)).step_by(8).find(|&at| {
+        data[at + 4..at + 8] == HEADER_TAIL && Pclntab::parse(&data[at..], None).is_ok()
+    })?;
+    Some((section, start))
 }
 
 /// The functions of a gc binary's pclntab, sorted by address; `None` when
@@ -99,14 +122,18 @@ pub(super) struct InlineTables {
 impl InlineTables {
     pub(super) fn find(object: &object::File<'_>) -> Option<InlineTables> {
         let t = table(object)?;
-        let (offset, size) = pclntab_section(object)?.file_range()?;
-        let start = usize::try_from(offset).ok()?;
+        let start = usize::try_from(t.file_offset).ok()?;
+        let size = t.data.len();
         let symbol = object
             .symbols()
             .find(|s| s.name().is_ok_and(|n| n == "go:func.*" || n == "go.func.*"))
             .map(|s| s.address());
         let gofunc = symbol.or_else(|| {
+            // Go's own read-only data starts the section, unless an
+            // external linker put some of C's first (crt's few bytes).
+            const C_RODATA_MAX: u64 = 0x1000;
             let rodata = object.section_by_name(".rodata")?.address();
+            let rodata = rodata..rodata.saturating_add(C_RODATA_MAX);
             let read_only = |address: u64| {
                 object.sections().any(|s| {
                     s.kind() == object::SectionKind::ReadOnlyData
@@ -116,7 +143,7 @@ impl InlineTables {
             ModuleData::find(object, t.address, t.funcname_offset?)?.gofunc(rodata, read_only)
         })?;
         Some(InlineTables {
-            table: start..start.checked_add(usize::try_from(size).ok()?)?,
+            table: start..start.checked_add(size)?,
             text_start: text_start(object, &t),
             gofunc,
         })
