@@ -1,7 +1,8 @@
 //! Slices and interfaces as `trace` prints them with `%v`, from the bytes
-//! the kernel copied (see `gotrace_common::trace::ARG_SLICE` and
-//! `ARG_INTERFACE`): `len=3 [1 2 3]`, `len=5 "hello"`, `len=2 ["a" "b"]`, `int(42)`,
-//! `string("bob")`, `*main.Request(0xc000012345)`, `<nil>`.
+//! the kernel copied (see `gotrace_common::trace::ARG_SLICE`,
+//! `ARG_STRING_SLICE` and `ARG_INTERFACE`): `len=3 [1 2 3]`,
+//! `len=5 "hello"`, `len=2 ["a" "b"]`, `int(42)`, `string("bob")`,
+//! `*main.Request(0xc000012345)`, `<nil>`.
 
 use gotrace_common::trace::{
     IFACE_DATA_AT, IFACE_TEXT_AT, IFACE_TEXT_MAX, STRING_SIZE, STRING_SLICE_ELEMENTS,

@@ -33,9 +33,10 @@ pub(super) struct ModuleData {
 impl ModuleData {
     /// Finds the moduledata that points at the pclntab at
     /// `pclntab_address`, whose name table is at `funcname_offset` into it.
-    /// In PIE binaries its pointers are zero in the file and filled in at
-    /// load time by relative relocations, whose addends are the link-time
-    /// addresses: those are read instead.
+    /// In PIE binaries from the C linker its pointers are zero in the file
+    /// (Go's own linker writes them as well) and filled in at load time by
+    /// relative relocations, whose addends are the link-time addresses:
+    /// those are read instead.
     pub(super) fn find(
         object: &object::File<'_>,
         pclntab_address: u64,
