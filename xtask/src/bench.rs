@@ -138,7 +138,8 @@ pub fn bench() -> anyhow::Result<()> {
         writeln!(report, "\nbpftrace gets only the smallest set: with 989 functions it had not attached after {} s, and once killed it spent over 15 minutes in the kernel detaching its perf events one RCU grace period at a time, which blocks other tracers' attaching meanwhile (`GOTRACE_BENCH_BPFTRACE_FUNCTIONS=N` to try more). gotrace detaches all its probes with one link.", BPFTRACE_PATIENCE.as_secs())?;
     }
 
-    // A large Go binary built by someone else: Debian's hugo (stripped PIE).
+    // A large Go binary built by someone else: Debian's hugo (stripped,
+    // cgo, linked by the C linker).
     match debian_hugo(&dir) {
         Ok(hugo) => {
             let size_mb = std::fs::metadata(&hugo)?.len() as f64 / 1e6;
@@ -155,7 +156,7 @@ pub fn bench() -> anyhow::Result<()> {
                 .nth(1)
                 .unwrap_or("?")
                 .to_owned();
-            writeln!(report, "\nDebian's `hugo` ({size_mb:.0} MB, stripped, PIE): symbols resolved from its pclntab in {:.3} s (`gotrace info`); all {functions} functions attached in {} and detached in {} (bcc refuses more than 1000).", resolved.as_secs_f64(), all.show_attach(), all.show_detach())?;
+            writeln!(report, "\nDebian's `hugo` ({size_mb:.0} MB, stripped, cgo, linked by the C linker): symbols resolved from its pclntab in {:.3} s (`gotrace info`); all {functions} functions (inlined-only ones included) attached in {} and detached in {} (bcc refuses more than 1000).", resolved.as_secs_f64(), all.show_attach(), all.show_detach())?;
         }
         Err(err) => writeln!(report, "\nDebian's `hugo` not measured: {err:#}")?,
     }
