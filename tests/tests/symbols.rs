@@ -247,3 +247,35 @@ fn info_reports_version_abi_and_layout() {
     let not_go = info(Path::new("/bin/true"), false);
     assert_eq!(not_go["compiler"], "not Go");
 }
+
+/// `info --probe-cost` places every function's entry probe the way the
+/// tools do and sorts them by what the kernel does there; each Go build
+/// has all three kinds (framed functions with a stack check, `push rbp`
+/// first in nosplit ones, leaves), and they add up to the functions.
+#[test]
+fn probe_cost_accounts_for_every_function() {
+    for go in [Go::Go119, Go::Go127] {
+        let counter = Fixture::build("counter", go);
+        let path = counter.binary.display().to_string();
+        let out = run_gotrace(&["info", "--json", "--probe-cost", &path]);
+        assert!(out.status.success(), "{out:?}");
+        let info: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let cost = &info["probe_cost"];
+        let count = |key: &str| {
+            cost[key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{key}: {cost}"))
+        };
+        let kinds = [
+            "entries_on_stack_check_branch",
+            "entries_emulated",
+            "entries_single_stepped",
+        ];
+        for kind in kinds {
+            assert!(count(kind) > 0, "no {kind}: {cost}");
+        }
+        let entries: u64 = kinds.iter().map(|k| count(k)).sum::<u64>() + count("unprobeable");
+        assert_eq!(Some(entries), info["function_count"].as_u64(), "{cost}");
+        assert!(count("exits_ret") > count("exits_tail_jump"), "{cost}");
+    }
+}

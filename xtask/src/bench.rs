@@ -319,12 +319,13 @@ pub fn bench() -> anyhow::Result<()> {
     let c = &census["probe_cost"];
     writeln!(
         report,
-        "\nAt the branch a call costs {} (funccount) and {} (trace) of what it costs at the first instruction. Over `{}`: {} functions have a stack check and take the cheap entry probe, {} (small leaves) keep a single-stepped one. The return side has no such instruction: of {} exits, {} are `ret` and only {} tail `jmp`s, and the instructions before a `ret` (`pop rbp`, `add rsp`) are single-stepped too, so every funclatency call pays one single-step (see above).",
+        "\nAt the branch a call costs {} (funccount) and {} (trace) of what it costs at the first instruction. Over `{}`: {} functions have a stack check and take the cheap entry probe, {} without one begin with a `push` the kernel also emulates, {} (small leaves) keep a single-stepped one. The return side has no such instruction: of {} exits, {} are `ret` and only {} tail `jmp`s, and the instructions before a `ret` (`pop rbp`, `add rsp`) are single-stepped too, so every funclatency call pays one single-step (see above).",
         ratio_f(cost("funccount", "cheapest"), cost("funccount", "entry")),
         ratio_f(cost("trace", "cheapest"), cost("trace", "entry")),
         big.display(),
         c["entries_on_stack_check_branch"],
-        c["entries_on_first_instruction"],
+        c["entries_emulated"],
+        c["entries_single_stepped"],
         c["exits_ret"].as_u64().unwrap_or(0) + c["exits_tail_jump"].as_u64().unwrap_or(0),
         c["exits_ret"],
         c["exits_tail_jump"],

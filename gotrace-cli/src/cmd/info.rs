@@ -15,8 +15,10 @@ use crate::{
 struct ProbeCost {
     /// Entry probes on the stack-check branch (emulated).
     branch_entries: usize,
-    /// Entry probes on the first instruction (single-stepped).
-    first_instruction_entries: usize,
+    /// Entry probes on a first instruction the kernel emulates (`push rbp`).
+    emulated_entries: usize,
+    /// Entry probes on a first instruction it single-steps.
+    single_stepped_entries: usize,
     /// Functions no probe may go into (see `placement::Unprobeable`).
     unprobeable: usize,
     /// Exits: `ret` (single-stepped) and tail `jmp` (emulated).
@@ -31,7 +33,8 @@ impl ProbeCost {
             let code = binary.code(f);
             match placement::entry(code, f.address, Policy::Cheapest) {
                 Ok(p) if p.on_stack_check() => cost.branch_entries += 1,
-                Ok(_) => cost.first_instruction_entries += 1,
+                Ok(p) if emulated(code, f.address, p.offset) => cost.emulated_entries += 1,
+                Ok(_) => cost.single_stepped_entries += 1,
                 Err(_) => cost.unprobeable += 1,
             }
             for exit in placement::exit_sites(code, f.address) {
@@ -44,6 +47,13 @@ impl ProbeCost {
         }
         cost
     }
+}
+
+/// Whether the instruction `offset` bytes into `code` (at `address`) is
+/// one the kernel emulates.
+fn emulated(code: &[u8], address: u64, offset: u64) -> bool {
+    let at = code.get(offset as usize..).unwrap_or_default();
+    placement::kernel_emulates(at, address + offset)
 }
 
 /// Say which compiler, Go version and ABI built a binary, and what symbols
@@ -119,7 +129,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let cost = ProbeCost::of(&binary);
             info["probe_cost"] = serde_json::json!({
                 "entries_on_stack_check_branch": cost.branch_entries,
-                "entries_on_first_instruction": cost.first_instruction_entries,
+                "entries_emulated": cost.emulated_entries,
+                "entries_single_stepped": cost.single_stepped_entries,
                 "unprobeable": cost.unprobeable,
                 "exits_ret": cost.rets,
                 "exits_tail_jump": cost.tail_jumps,
@@ -160,8 +171,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let cost = ProbeCost::of(&binary);
         writeln!(
             out,
-            "entries:     {} on the stack-check branch (emulated), {} on the first instruction (single-stepped), {} unprobeable",
-            cost.branch_entries, cost.first_instruction_entries, cost.unprobeable
+            "entries:     {} on the stack-check branch (emulated), {} on an emulated first instruction (push or branch), {} single-stepped, {} unprobeable",
+            cost.branch_entries, cost.emulated_entries, cost.single_stepped_entries, cost.unprobeable
         )?;
         writeln!(
             out,
