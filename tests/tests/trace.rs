@@ -115,7 +115,9 @@ fn gccgo_c_abi() {
     assert_one_line_error(&err, &["goarg1", "use arg1"]);
 }
 
-/// An assembly (ABI0) function takes its arguments on the stack.
+/// An assembly (ABI0) function takes its arguments on the stack, and
+/// leaves its result after them (`asmAdd(7, 8)` writes 15 to word 3),
+/// where an r: probe reads it.
 #[test]
 fn stack_abi_assembly_function() {
     for go in [Go::Go119, Go::Go127] {
@@ -123,13 +125,16 @@ fn stack_abi_assembly_function() {
         let out = trace(
             &args,
             &[],
-            &[probe(&args, r#"main.asmAdd.abi0 "%d %d", goarg1, goarg2"#)],
+            &[
+                probe(&args, r#"main.asmAdd.abi0 "%d %d", goarg1, goarg2"#),
+                probe(&args, r#"r:main.asmAdd.abi0 "= %d", goarg3"#),
+            ],
             2,
         );
-        let lines = events(&out);
-        assert_eq!(lines.len(), 2, "{}", out.stdout);
-        assert!(
-            lines.iter().all(|(_, m)| m == "7 8"),
+        let messages: Vec<String> = events(&out).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(
+            messages,
+            ["7 8", "= 15", "7 8", "= 15"],
             "{go:?}: {}",
             out.stdout
         );
@@ -140,7 +145,7 @@ fn stack_abi_assembly_function() {
             .filter(|l| l.contains("main.asmAdd.abi0"))
             .filter_map(|l| l.split_whitespace().nth(2))
             .collect();
-        assert_eq!(goids, ["1", "1"], "{go:?}: {}", out.stdout);
+        assert_eq!(goids, ["1", "1", "1", "1"], "{go:?}: {}", out.stdout);
     }
 }
 
@@ -383,6 +388,10 @@ fn bad_probes() {
         (probe(&args, r#"main.add "%q", goarg1"#), vec!["%q"]),
         (probe(&args, r#"main.add "%d", retval"#), vec!["r:main.add"]),
         (probe(&args, r#"r:main.add "%d", goarg1"#), vec!["p: probe"]),
+        (
+            probe(&args, r#"r:main.asmAdd.abi0 "%d", retval"#),
+            vec!["ABI0", "goargN"],
+        ),
         (
             probe(&args, r#"main.add "%d", z"#),
             vec!["no parameter \"z\"", "x, y"],

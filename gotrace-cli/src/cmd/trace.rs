@@ -476,7 +476,9 @@ fn read_plan(
     };
     Ok(match expr {
         ArgExpr::GoArg(n) => {
-            if kind == Kind::Return {
+            // An ABI0 frame keeps arguments and results in one area above
+            // the return address, where `ret` finds RSP as the entry did.
+            if kind == Kind::Return && convention != Convention::GoStack {
                 bail!("goarg{n}: arguments are gone at return; use a p: probe");
             }
             if text {
@@ -507,7 +509,11 @@ fn read_plan(
             }
             let result = |n: u32| {
                 amd64::result_word(convention, n).with_context(|| {
-                    format!("retval{n}: {} returns on the stack (ABI0), which gotrace does not read yet", function.name)
+                    format!(
+                        "retval{n}: {} returns on the stack (ABI0), after its arguments: \
+                         read the result's word of that area with goargN on this r: probe",
+                        function.name
+                    )
                 })
             };
             if text {
