@@ -308,6 +308,10 @@ fn slices_and_interfaces(args: &Fixture) {
         messages(args, r#"main.checksum "%v", data"#),
         [r#"len=5 "hello""#]
     );
+    assert_eq!(
+        messages(args, r#"main.plot "%v", ps"#),
+        ["len=2 [{1 2} {3 -4}]"]
+    );
     // The first three elements, each text cut at 20 bytes.
     assert_eq!(
         messages(args, r#"main.words "%v", ws"#),

@@ -1,8 +1,8 @@
 //! Slices and interfaces as `trace` prints them with `%v`, from the bytes
 //! the kernel copied (see `gotrace_common::trace::ARG_SLICE`,
 //! `ARG_STRING_SLICE` and `ARG_INTERFACE`): `len=3 [1 2 3]`,
-//! `len=5 "hello"`, `len=2 ["a" "b"]`, `int(42)`, `string("bob")`,
-//! `*main.Request(0xc000012345)`, `<nil>`.
+//! `len=5 "hello"`, `len=2 ["a" "b"]`, `len=2 [{1 2} {3 -4}]`, `int(42)`,
+//! `string("bob")`, `*main.Request(0xc000012345)`, `<nil>`.
 
 use gotrace_common::trace::{
     IFACE_DATA_AT, IFACE_TEXT_AT, IFACE_TEXT_MAX, STRING_SIZE, STRING_SLICE_ELEMENTS,
@@ -26,32 +26,43 @@ pub fn slice(bytes: &[u8], length: u64, cut: bool, element: Option<&Shape>) -> S
         }) => {
             return format!("len={length} {:?}{more}", String::from_utf8_lossy(bytes));
         }
-        Some(Shape::Word { size, signed }) => Some(
-            bytes
-                .chunks_exact(*size as usize)
-                .map(|chunk| integer(chunk, *signed))
-                .collect(),
-        ),
-        Some(Shape::Float { size }) => Some(
-            bytes
-                .chunks_exact(*size as usize)
-                .map(|chunk| float(chunk).unwrap_or_default())
-                .collect(),
-        ),
-        Some(Shape::Pointer(_)) => Some(
-            bytes
-                .chunks_exact(8)
-                .map(|chunk| format!("0x{:x}", le(chunk)))
-                .collect(),
-        ),
-        // Structs, nested slices...: not decoded (strings have their own
-        // kind, see `string_slice`).
+        // Whole elements only: the kernel copies at most STRING_SIZE - 1
+        // bytes, and none of an element bigger than that.
+        Some(shape) if (1..STRING_SIZE as u64).contains(&shape.size()) => bytes
+            .chunks_exact(shape.size() as usize)
+            .map(|chunk| element_value(chunk, shape))
+            .collect(),
+        // Nested slices, interfaces...: not decoded (strings have their
+        // own kind, see `string_slice`).
         _ => None,
     };
     match elements {
         Some(elements) => format!("len={length} [{}{more}]", elements.join(" ")),
         None if length == 0 => "len=0 []".to_owned(),
         None => format!("len={length} [...]"),
+    }
+}
+
+/// One slice element of `shape` from its bytes: numbers, pointers, and
+/// structs of them field by field (`{1 -2 0xc000012345}`, other fields
+/// `...`). `None` for what the bytes cannot show (strings, slices...).
+fn element_value(bytes: &[u8], shape: &Shape) -> Option<String> {
+    match shape {
+        Shape::Word { size, signed } => Some(integer(bytes.get(..*size as usize)?, *signed)),
+        Shape::Float { size } => float(bytes.get(..*size as usize)?),
+        Shape::Pointer(_) => Some(format!("0x{:x}", le(bytes.get(..8)?))),
+        Shape::Struct { fields, .. } => {
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|f| {
+                    let at = usize::try_from(f.offset).ok();
+                    at.and_then(|at| element_value(bytes.get(at..)?, &f.shape))
+                        .unwrap_or_else(|| "...".to_owned())
+                })
+                .collect();
+            Some(format!("{{{}}}", fields.join(" ")))
+        }
+        _ => None,
     }
 }
 
@@ -139,6 +150,7 @@ fn float(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::symbols::dwarf::Field;
 
     fn words(values: &[i64]) -> Vec<u8> {
         values.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -171,11 +183,39 @@ mod tests {
             slice(&[0xff, 0xff, 7, 0], 2, false, Some(&int16)),
             "len=2 [-1 7]"
         );
-        let record = Shape::Struct {
+        let field = |name: &str, offset, shape| Field {
+            name: name.to_owned(),
+            offset,
+            shape,
+        };
+        let point = Shape::Struct {
+            size: 16,
+            fields: vec![field("X", 0, int.clone()), field("Y", 8, int.clone())],
+        };
+        assert_eq!(
+            slice(&words(&[1, 2, 3, -4]), 2, false, Some(&point)),
+            "len=2 [{1 2} {3 -4}]"
+        );
+        let named = Shape::Struct {
             size: 24,
+            fields: vec![
+                field("Name", 0, Shape::String),
+                field("N", 16, int16.clone()),
+            ],
+        };
+        assert_eq!(
+            slice(&words(&[0, 0, 7, 0, 0, 9]), 4, true, Some(&named)),
+            "len=4 [{... 7} {... 9} ...]"
+        );
+        let big = Shape::Struct {
+            size: 64,
             fields: Vec::new(),
         };
-        assert_eq!(slice(&[0; 48], 3, false, Some(&record)), "len=3 [...]");
+        assert_eq!(slice(&[0; 63], 3, false, Some(&big)), "len=3 [...]");
+        assert_eq!(
+            slice(&[0; 48], 3, false, Some(&Shape::String)),
+            "len=3 [...]"
+        );
         assert_eq!(slice(&[], 0, false, None), "len=0 []");
         assert_eq!(
             slice(
