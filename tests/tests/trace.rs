@@ -322,7 +322,7 @@ fn slices_and_interfaces(args: &Fixture) {
         ]
     );
     let described = messages(args, r#"main.describe "%v", v"#);
-    assert_eq!(described.len(), 5, "{described:?}");
+    assert_eq!(described.len(), 6, "{described:?}");
     assert_eq!(
         described[..3],
         ["int(42)", r#"string("hi")"#, "main.Celsius(-5)"]
@@ -332,6 +332,7 @@ fn slices_and_interfaces(args: &Fixture) {
         "{described:?}"
     );
     assert_eq!(described[4], "<nil>");
+    assert_eq!(described[5], "main.Point{X:1 Y:-4}");
     let reported = messages(args, r#"main.report "%v", err"#);
     assert_eq!(reported.len(), 1);
     assert!(

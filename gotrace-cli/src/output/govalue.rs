@@ -11,7 +11,7 @@ use gotrace_common::trace::{
 
 use crate::symbols::{
     dwarf::Shape,
-    types::{GoType, Kind},
+    types::{FieldType, GoType, Kind},
 };
 
 /// A slice of `length` elements of shape `element`, whose first elements
@@ -117,9 +117,34 @@ pub fn interface(
             format!("{text:?}{more}")
         }
         Kind::Reference => format!("0x{data:x}"),
-        Kind::Composite => return format!("{}{{...}}", t.name),
+        Kind::Composite => return format!("{}{{{}}}", t.name, struct_fields(value, &t.fields)),
     };
     format!("{}({shown})", t.name)
+}
+
+/// A struct value's fields as `X:1 Y:-4`, from its first bytes `value`
+/// (what the kernel copied); fields beyond them, and fields that are not
+/// numbers, show as `...`. Just `...` when the fields are unknown.
+fn struct_fields(value: &[u8], fields: &[FieldType]) -> String {
+    if fields.is_empty() {
+        return "...".to_owned();
+    }
+    fields
+        .iter()
+        .map(|f| {
+            let bytes = usize::try_from(f.offset)
+                .ok()
+                .and_then(|at| value.get(at..at.checked_add(usize::try_from(f.size).ok()?)?));
+            let shown = match (f.kind, bytes) {
+                (Kind::Bool, Some(b)) => (b[0] != 0).to_string(),
+                (Kind::Int { signed, .. }, Some(b)) => integer(b, signed),
+                (Kind::Float { .. }, Some(b)) => float(b).unwrap_or_else(|| "...".to_owned()),
+                _ => "...".to_owned(),
+            };
+            format!("{}:{shown}", f.name)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A little-endian integer of 1 to 8 bytes.
@@ -260,6 +285,7 @@ mod tests {
             kind,
             direct,
             size: 8,
+            fields: Vec::new(),
         }
     }
 
@@ -296,10 +322,31 @@ mod tests {
             interface(&slot([0, 0], b""), 0x4a0000, 0xc000012345, Some(&pointer)),
             "*errors.errorString(0xc000012345)"
         );
-        let point = go_type("main.Point", Kind::Composite, false);
+        let mut point = go_type("main.Point", Kind::Composite, false);
         assert_eq!(
             interface(&slot([1, 2], b""), 1, 2, Some(&point)),
             "main.Point{...}"
+        );
+        let int32 = Kind::Int {
+            size: 4,
+            signed: true,
+        };
+        let field = |name: &str, offset, kind, size| FieldType {
+            name: name.into(),
+            offset,
+            kind,
+            size,
+        };
+        point.fields = vec![
+            field("X", 0, int32, 4),
+            field("Y", 4, int32, 4),
+            field("Label", 8, Kind::String, 16),
+            field("Far", 24, int32, 4),
+        ];
+        let x_y = 1 | (((-4i32) as u32 as u64) << 32);
+        assert_eq!(
+            interface(&slot([x_y, 0], b""), 1, 2, Some(&point)),
+            "main.Point{X:1 Y:-4 Label:... Far:...}"
         );
         assert_eq!(interface(&slot([0, 0], b""), 0, 0, None), "<nil>");
         assert_eq!(

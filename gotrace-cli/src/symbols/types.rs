@@ -4,13 +4,21 @@
 //!
 //! Layout on amd64, Go 1.17 to 1.27 alike: `Size_` at 0, `TFlag` at 20,
 //! `Kind_` at 23, `Str` (a name offset from `moduledata.types`) at 40.
-//! Names are a flag byte, a varint length and the bytes (Go 1.17+).
+//! Names are a flag byte, a varint length and the bytes (Go 1.17+). A
+//! struct's descriptor goes on with `PkgPath` (a name pointer) and the
+//! `Fields` slice of (name pointer, type pointer, offset) triples.
 
 const SIZE_AT: usize = 0;
 const TFLAG_AT: usize = 20;
 const KIND_AT: usize = 23;
 const STR_AT: usize = 40;
 const DESCRIPTOR_LEN: usize = 48;
+/// `StructType.Fields`: array pointer and length, after `PkgPath`.
+const FIELDS_AT: usize = DESCRIPTOR_LEN + 8;
+const FIELD_LEN: usize = 24;
+/// Most fields of a struct read.
+const FIELDS_MAX: u64 = 32;
+const KIND_STRUCT: u8 = 25;
 
 /// The name is stored with a `*` to share it with the pointer type's.
 const TFLAG_EXTRA_STAR: u8 = 1 << 1;
@@ -31,6 +39,18 @@ pub struct GoType {
     /// The data word is the value (pointer-shaped types), not a pointer to it.
     pub direct: bool,
     /// Bytes of a value.
+    pub size: u64,
+    /// A struct's fields, in order (empty for other kinds, or when the
+    /// binary's pointers to them cannot be followed).
+    pub fields: Vec<FieldType>,
+}
+
+/// One field of a struct type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldType {
+    pub name: String,
+    pub offset: u64,
+    pub kind: Kind,
     pub size: u64,
 }
 
@@ -85,7 +105,7 @@ pub fn decode<'d>(
     address: u64,
 ) -> Option<GoType> {
     let descriptor = read(address, DESCRIPTOR_LEN)?;
-    let size = u64::from_le_bytes(descriptor[SIZE_AT..SIZE_AT + 8].try_into().ok()?);
+    let size = word(descriptor, SIZE_AT)?;
     let tflag = descriptor[TFLAG_AT];
     let kind_byte = descriptor[KIND_AT];
     let str_offset = i32::from_le_bytes(descriptor[STR_AT..STR_AT + 4].try_into().ok()?);
@@ -94,12 +114,50 @@ pub fn decode<'d>(
     if tflag & TFLAG_EXTRA_STAR != 0 {
         name.remove(0);
     }
+    let fields = if kind_byte & KIND_MASK == KIND_STRUCT {
+        fields(&read, address).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     Some(GoType {
         name,
         kind: Kind::from_abi(kind_byte)?,
         direct: (kind_byte | tflag) & DIRECT_IFACE != 0,
         size,
+        fields,
     })
+}
+
+/// The fields of the struct type described at `address`; `None` when a
+/// pointer on the way leads nowhere (a PIE's, before relocation).
+fn fields<'d>(
+    read: &impl Fn(u64, usize) -> Option<&'d [u8]>,
+    address: u64,
+) -> Option<Vec<FieldType>> {
+    let slice = read(address.checked_add(FIELDS_AT as u64)?, 16)?;
+    let (array, count) = (word(slice, 0)?, word(slice, 8)?);
+    if count > FIELDS_MAX {
+        return None;
+    }
+    let table = read(array, count as usize * FIELD_LEN)?;
+    table
+        .chunks_exact(FIELD_LEN)
+        .map(|field| {
+            let (name_at, type_at) = (word(field, 0)?, word(field, 8)?);
+            let descriptor = read(type_at, DESCRIPTOR_LEN)?;
+            Some(FieldType {
+                name: name(read(name_at, 1 + 2)?, |len| read(name_at, len))?,
+                offset: word(field, 16)?,
+                kind: Kind::from_abi(descriptor[KIND_AT])?,
+                size: word(descriptor, SIZE_AT)?,
+            })
+        })
+        .collect()
+}
+
+/// The little-endian word at `at` in `bytes`.
+fn word(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 
 /// A name: flag byte, varint length, bytes. `head` holds its first bytes,
@@ -162,7 +220,8 @@ mod tests {
                     signed: true
                 },
                 direct: false,
-                size: 8
+                size: 8,
+                fields: Vec::new(),
             })
         );
         // Go 1.19 marks direct values in the kind byte, Go 1.26+ in tflag.
@@ -182,6 +241,62 @@ mod tests {
             0x1100,
         );
         assert_eq!(named.map(|t| t.name), Some("main.Point".into()));
+    }
+
+    /// `struct { X int32; Name string }` at 0x1100, its fields' table at
+    /// 0x1180, their names at 0x11c0 and 0x11c8, their types at 0x1000
+    /// and 0x1030 (descriptors are only read for kind and size there).
+    #[test]
+    fn struct_fields() {
+        let mut data = image(KIND_STRUCT, 0, "main.T", 24);
+        data.resize(0x300, 0);
+        let put = |data: &mut Vec<u8>, at: usize, value: u64| {
+            data[at..at + 8].copy_from_slice(&value.to_le_bytes())
+        };
+        put(&mut data, 0x100 + FIELDS_AT, TYPES + 0x180);
+        put(&mut data, 0x100 + FIELDS_AT + 8, 2);
+        for (i, (name_at, type_at, offset)) in [(0x1c0, 0x200, 0), (0x1c8, 0x240, 8)]
+            .into_iter()
+            .enumerate()
+        {
+            let f = 0x180 + i * FIELD_LEN;
+            put(&mut data, f, TYPES + name_at);
+            put(&mut data, f + 8, TYPES + type_at);
+            put(&mut data, f + 16, offset);
+        }
+        data[0x1c0..0x1c3].copy_from_slice(&[0, 1, b'X']);
+        data[0x1c8..0x1ce].copy_from_slice(&[0, 4, b'N', b'a', b'm', b'e']);
+        data[0x200 + KIND_AT] = 5; // int32
+        put(&mut data, 0x200 + SIZE_AT, 4);
+        data[0x240 + KIND_AT] = 24; // string
+        put(&mut data, 0x240 + SIZE_AT, 16);
+        let t = decode(read(&data), TYPES, 0x1100).unwrap();
+        assert_eq!(t.kind, Kind::Composite);
+        assert_eq!(
+            t.fields,
+            [
+                FieldType {
+                    name: "X".into(),
+                    offset: 0,
+                    kind: Kind::Int {
+                        size: 4,
+                        signed: true
+                    },
+                    size: 4
+                },
+                FieldType {
+                    name: "Name".into(),
+                    offset: 8,
+                    kind: Kind::String,
+                    size: 16
+                },
+            ]
+        );
+        // A field table pointer that leads nowhere (an unrelocated PIE's)
+        // leaves the type without fields, still named.
+        put(&mut data, 0x100 + FIELDS_AT, 0);
+        let t = decode(read(&data), TYPES, 0x1100).unwrap();
+        assert_eq!((t.name.as_str(), t.fields.len()), ("main.T", 0));
     }
 
     #[test]
