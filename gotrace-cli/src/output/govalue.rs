@@ -136,11 +136,12 @@ fn struct_fields(value: &[u8], fields: &[FieldType]) -> String {
                 .ok()
                 .and_then(|at| value.get(at..at.checked_add(usize::try_from(f.size).ok()?)?));
             let shown = match (f.kind, bytes) {
-                (Kind::Bool, Some(b)) => (b[0] != 0).to_string(),
-                (Kind::Int { signed, .. }, Some(b)) => integer(b, signed),
-                (Kind::Float { .. }, Some(b)) => float(b).unwrap_or_else(|| "...".to_owned()),
-                _ => "...".to_owned(),
+                (Kind::Bool, Some([b, ..])) => Some((*b != 0).to_string()),
+                (Kind::Int { signed, .. }, Some(b)) if !b.is_empty() => Some(integer(b, signed)),
+                (Kind::Float { .. }, Some(b)) => float(b),
+                _ => None,
             };
+            let shown = shown.unwrap_or_else(|| "...".to_owned());
             format!("{}:{shown}", f.name)
         })
         .collect::<Vec<_>>()
