@@ -8,6 +8,8 @@
 //! struct's descriptor goes on with `PkgPath` (a name pointer) and the
 //! `Fields` slice of (name pointer, type pointer, offset) triples.
 
+use super::pclntab::read_uint;
+
 const SIZE_AT: usize = 0;
 const TFLAG_AT: usize = 20;
 const KIND_AT: usize = 23;
@@ -105,7 +107,7 @@ pub fn decode<'d>(
     address: u64,
 ) -> Option<GoType> {
     let descriptor = read(address, DESCRIPTOR_LEN)?;
-    let size = word(descriptor, SIZE_AT)?;
+    let size = read_uint(descriptor, SIZE_AT, 8)?;
     let tflag = descriptor[TFLAG_AT];
     let kind_byte = descriptor[KIND_AT];
     let str_offset = i32::from_le_bytes(descriptor[STR_AT..STR_AT + 4].try_into().ok()?);
@@ -135,7 +137,7 @@ fn fields<'d>(
     address: u64,
 ) -> Option<Vec<FieldType>> {
     let slice = read(address.checked_add(FIELDS_AT as u64)?, 16)?;
-    let (array, count) = (word(slice, 0)?, word(slice, 8)?);
+    let (array, count) = (read_uint(slice, 0, 8)?, read_uint(slice, 8, 8)?);
     if count > FIELDS_MAX {
         return None;
     }
@@ -143,21 +145,16 @@ fn fields<'d>(
     table
         .chunks_exact(FIELD_LEN)
         .map(|field| {
-            let (name_at, type_at) = (word(field, 0)?, word(field, 8)?);
+            let (name_at, type_at) = (read_uint(field, 0, 8)?, read_uint(field, 8, 8)?);
             let descriptor = read(type_at, DESCRIPTOR_LEN)?;
             Some(FieldType {
                 name: name(read(name_at, 1 + 2)?, |len| read(name_at, len))?,
-                offset: word(field, 16)?,
+                offset: read_uint(field, 16, 8)?,
                 kind: Kind::from_abi(descriptor[KIND_AT])?,
-                size: word(descriptor, SIZE_AT)?,
+                size: read_uint(descriptor, SIZE_AT, 8)?,
             })
         })
         .collect()
-}
-
-/// The little-endian word at `at` in `bytes`.
-fn word(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 
 /// A name: flag byte, varint length, bytes. `head` holds its first bytes,
