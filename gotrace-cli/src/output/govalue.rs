@@ -106,9 +106,9 @@ pub fn interface(
     let value = &slot[IFACE_DATA_AT..IFACE_DATA_AT + 16];
     let shown = match t.kind {
         _ if t.direct => format!("0x{data:x}"),
-        Kind::Bool => (value[0] != 0).to_string(),
-        Kind::Int { size, signed } => integer(&value[..usize::from(size)], signed),
-        Kind::Float { size } => float(&value[..usize::from(size)]).unwrap_or_default(),
+        Kind::Bool | Kind::Int { .. } | Kind::Float { .. } => {
+            scalar(value, t.kind).unwrap_or_default()
+        }
         Kind::String => {
             let length = le(&value[8..16]);
             let kept = (length as usize).min(IFACE_TEXT_MAX);
@@ -135,17 +135,22 @@ fn struct_fields(value: &[u8], fields: &[FieldType]) -> String {
             let bytes = usize::try_from(f.offset)
                 .ok()
                 .and_then(|at| value.get(at..at.checked_add(usize::try_from(f.size).ok()?)?));
-            let shown = match (f.kind, bytes) {
-                (Kind::Bool, Some([b, ..])) => Some((*b != 0).to_string()),
-                (Kind::Int { signed, .. }, Some(b)) if !b.is_empty() => Some(integer(b, signed)),
-                (Kind::Float { .. }, Some(b)) => float(b),
-                _ => None,
-            };
-            let shown = shown.unwrap_or_else(|| "...".to_owned());
-            format!("{}:{shown}", f.name)
+            let shown = bytes.and_then(|b| scalar(b, f.kind));
+            format!("{}:{}", f.name, shown.as_deref().unwrap_or("..."))
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A bool, integer or float of `kind` from the start of `bytes`; `None`
+/// for other kinds, or when `bytes` is too short.
+fn scalar(bytes: &[u8], kind: Kind) -> Option<String> {
+    match kind {
+        Kind::Bool => bytes.first().map(|&b| (b != 0).to_string()),
+        Kind::Int { size, signed } => Some(integer(bytes.get(..usize::from(size))?, signed)),
+        Kind::Float { size } => float(bytes.get(..usize::from(size))?),
+        _ => None,
+    }
 }
 
 /// A little-endian integer of 1 to 8 bytes.
