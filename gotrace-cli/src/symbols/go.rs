@@ -1,5 +1,7 @@
 //! Which Go toolchain built a binary, from marks each toolchain leaves.
 
+use std::cell::OnceCell;
+
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
 use super::{
@@ -53,28 +55,55 @@ fn pclntab_section<'d, 'f>(object: &'f object::File<'d>) -> Option<object::Secti
         .find(|s| s.name().is_ok_and(|n| n.ends_with(".gopclntab")))
 }
 
-/// A gc binary's pclntab and where it sits.
-struct Table<'d> {
+/// A gc binary's pclntab and where it sits, found once per binary for
+/// both its functions and its inline trees.
+pub(super) struct Table<'d> {
     address: u64,
     /// From the table's start to the end of its section.
     data: &'d [u8],
     /// Where `data` starts in the file.
     file_offset: u64,
     funcname_offset: Option<u64>,
+    /// The moduledata pointing at the table, looked up on first use: a
+    /// scan of the data sections (and of the relocations, in PIE binaries
+    /// from the C linker) that only some binaries need.
+    module: OnceCell<Option<ModuleData>>,
 }
 
-fn table<'d>(object: &object::File<'d>) -> Option<Table<'d>> {
-    let (section, start) = match pclntab_section(object) {
-        Some(section) => (section, 0),
-        None => merged_pclntab(object)?,
-    };
-    let data = section.data().ok()?.get(start..)?;
-    Some(Table {
-        address: section.address().checked_add(start as u64)?,
-        data,
-        file_offset: section.file_range()?.0.checked_add(start as u64)?,
-        funcname_offset: read_uint(data, 8 + 3 * 8, 8),
-    })
+impl<'d> Table<'d> {
+    pub(super) fn find(object: &object::File<'d>) -> Option<Table<'d>> {
+        let (section, start) = match pclntab_section(object) {
+            Some(section) => (section, 0),
+            None => merged_pclntab(object)?,
+        };
+        let data = section.data().ok()?.get(start..)?;
+        Some(Table {
+            address: section.address().checked_add(start as u64)?,
+            data,
+            file_offset: section.file_range()?.0.checked_add(start as u64)?,
+            funcname_offset: read_uint(data, 8 + 3 * 8, 8),
+            module: OnceCell::new(),
+        })
+    }
+
+    fn module(&self, object: &object::File<'_>) -> Option<&ModuleData> {
+        self.module
+            .get_or_init(|| ModuleData::find(object, self.address, self.funcname_offset?))
+            .as_ref()
+    }
+
+    /// The address Go's text starts at, which offset-style pclntabs (Go
+    /// 1.18+) count from: the header's word while it was written (Go
+    /// 1.18-1.25), else moduledata's `text`, else the `.text` section
+    /// (right for pure-Go binaries, where nothing precedes Go code).
+    fn text_start(&self, object: &object::File<'_>) -> Option<u64> {
+        if let Some(text) = Pclntab::header_text_start(self.data).filter(|&t| t != 0) {
+            return Some(text);
+        }
+        self.module(object)
+            .and_then(ModuleData::text)
+            .or_else(|| object.section_by_name(".text").map(|s| s.address()))
+    }
 }
 
 /// The pclntab of a binary whose linker merged it into another section:
@@ -95,9 +124,8 @@ fn merged_pclntab<'d, 'f>(
 
 /// The functions of a gc binary's pclntab, sorted by address; `None` when
 /// there is no readable table.
-pub(super) fn pclntab_functions(object: &object::File<'_>) -> Option<Vec<Function>> {
-    let t = table(object)?;
-    let table = Pclntab::parse(t.data, text_start(object, &t)).ok()?;
+pub(super) fn pclntab_functions(object: &object::File<'_>, t: &Table<'_>) -> Option<Vec<Function>> {
+    let table = Pclntab::parse(t.data, t.text_start(object)).ok()?;
     let mut functions: Vec<Function> = table
         .functions()
         .map(|f| Function {
@@ -120,8 +148,7 @@ pub(super) struct InlineTables {
 }
 
 impl InlineTables {
-    pub(super) fn find(object: &object::File<'_>) -> Option<InlineTables> {
-        let t = table(object)?;
+    pub(super) fn find(object: &object::File<'_>, t: &Table<'_>) -> Option<InlineTables> {
         let start = usize::try_from(t.file_offset).ok()?;
         let size = t.data.len();
         let symbol = object
@@ -140,11 +167,11 @@ impl InlineTables {
                         && (s.address()..s.address() + s.size()).contains(&address)
                 })
             };
-            ModuleData::find(object, t.address, t.funcname_offset?)?.gofunc(rodata, read_only)
+            t.module(object)?.gofunc(rodata, read_only)
         })?;
         Some(InlineTables {
             table: start..start.checked_add(size)?,
-            text_start: text_start(object, &t),
+            text_start: t.text_start(object),
             gofunc,
         })
     }
@@ -175,21 +202,6 @@ pub(super) fn inlined_sites<'d>(
         .table(file)
         .map(|table| inline::sites(&table, tables.gofunc(read)))
         .unwrap_or_default()
-}
-
-/// The address Go's text starts at, which offset-style pclntabs (Go 1.18+)
-/// count from: the header's word while it was written (Go 1.18-1.25),
-/// else moduledata's `text`, else the `.text` section (right for pure-Go
-/// binaries, where nothing precedes Go code).
-fn text_start(object: &object::File<'_>, table: &Table<'_>) -> Option<u64> {
-    if let Some(text) = Pclntab::header_text_start(table.data).filter(|&t| t != 0) {
-        return Some(text);
-    }
-    table
-        .funcname_offset
-        .and_then(|offset| ModuleData::find(object, table.address, offset))
-        .and_then(|m| m.text())
-        .or_else(|| object.section_by_name(".text").map(|s| s.address()))
 }
 
 /// The base that type descriptors' name offsets count from

@@ -129,9 +129,13 @@ impl Binary {
         }
         let mut functions = elf::functions(&object);
         let mut source = FunctionSource::SymbolTable;
+        let pclntab = go::Table::find(&object);
         // Stripped Go binaries still carry the runtime's own table.
         if object.symbol_table().is_none() {
-            if let Some(from_pclntab) = go::pclntab_functions(&object) {
+            if let Some(from_pclntab) = pclntab
+                .as_ref()
+                .and_then(|t| go::pclntab_functions(&object, t))
+            {
                 functions = from_pclntab;
                 source = FunctionSource::Pclntab;
             }
@@ -142,7 +146,9 @@ impl Binary {
             let start = usize::try_from(file_offset(&segments, address)?).ok()?;
             data.get(start..start.checked_add(len)?)
         };
-        let inline_tables = go::InlineTables::find(&object);
+        let inline_tables = pclntab
+            .as_ref()
+            .and_then(|t| go::InlineTables::find(&object, t));
         let inlined = inline_tables
             .as_ref()
             .map(|tables| go::inlined_sites(tables, &data, read))
