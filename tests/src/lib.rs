@@ -68,6 +68,12 @@ impl Go {
     }
 }
 
+/// `go build` flags of a stripped PIE linked by the C linker, as cgo
+/// programs are: its moduledata holds zeros where its pointers go
+/// (relocations fill them in at load time), its pclntab has no section of
+/// its own before Go 1.26, and C's read-only data comes before Go's.
+pub const STRIPPED_EXTERNAL_PIE: &[&str] = &["-buildmode=pie", "-ldflags=-s -w -linkmode=external"];
+
 /// A fixture program built into its own temporary directory, so that probes
 /// one test puts on it never see another test's processes.
 pub struct Fixture {

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use integration_tests::{only_table, run_gotrace, Fixture, Go, Tracer};
+use integration_tests::{only_table, run_gotrace, Fixture, Go, Tracer, STRIPPED_EXTERNAL_PIE};
 
 /// The program of the 2017 post: fmt.Println, inlined into main.main,
 /// counted once per run.
@@ -60,20 +60,15 @@ fn hello_stripped_pie_go127() {
     hello(Go::Go127, &["-buildmode=pie", "-ldflags=-s -w"]);
 }
 
-/// Linked by the C linker, a stripped PIE's moduledata holds zeros where
-/// its pointers go (relocations fill them in at load time), its pclntab
-/// has no section of its own before Go 1.26, and C's read-only data comes
-/// before Go's.
-const EXTERNAL_PIE: &[&str] = &["-buildmode=pie", "-ldflags=-s -w -linkmode=external"];
-
+/// Linked by the C linker (see `STRIPPED_EXTERNAL_PIE`).
 #[test]
 fn hello_stripped_external_pie_go119() {
-    hello(Go::Go119, EXTERNAL_PIE);
+    hello(Go::Go119, STRIPPED_EXTERNAL_PIE);
 }
 
 #[test]
 fn hello_stripped_external_pie_go127() {
-    hello(Go::Go127, EXTERNAL_PIE);
+    hello(Go::Go127, STRIPPED_EXTERNAL_PIE);
 }
 
 /// Inlined calls in a loop and at two call sites count exactly.

@@ -4,7 +4,9 @@
 
 use std::{collections::BTreeSet, path::Path, process::Command};
 
-use integration_tests::{fixture_counts, only_table, run_gotrace, Fixture, Go, Tracer};
+use integration_tests::{
+    fixture_counts, only_table, run_gotrace, Fixture, Go, Tracer, STRIPPED_EXTERNAL_PIE,
+};
 
 /// `gotrace info --json [--functions]` of `binary`.
 fn info(binary: &Path, functions: bool) -> serde_json::Value {
@@ -144,11 +146,7 @@ fn counts_in_stripped_and_pie_binaries() {
     for go in [Go::Go119, Go::Go127] {
         let counter = Fixture::build_with("counter", go, &["-ldflags=-s -w"]);
         let pie = Fixture::build_with("counter", go, &["-buildmode=pie", "-ldflags=-s -w"]);
-        let external_pie = Fixture::build_with(
-            "counter",
-            go,
-            &["-buildmode=pie", "-ldflags=-s -w -linkmode=external"],
-        );
+        let external_pie = Fixture::build_with("counter", go, STRIPPED_EXTERNAL_PIE);
         let unstripped = Fixture::build("counter", go);
         for binary in [
             counter.binary.clone(),
