@@ -6,6 +6,7 @@
 //! strings, filters, ELF files, pclntab and build info.
 
 pub mod abi;
+pub mod arch;
 pub mod attach;
 pub mod cmd;
 pub mod ebpf;

@@ -9,14 +9,14 @@ use gotrace_common::trace::{
     is_two_words, ArgSpec, ARG_GO_STRING, ARG_INTERFACE, ARG_SLICE, ARG_STRING_SLICE, ARG_WORD,
 };
 
-use super::amd64::{register, stack, Convention, GO_INT_REGISTERS};
-use crate::symbols::dwarf::{Param, Shape};
+use super::Convention;
+use crate::{
+    arch::{register, stack, Arch},
+    symbols::dwarf::{Param, Shape},
+};
 
 /// Offset of `_type` in `runtime.itab` (after `inter`), Go 1.0 to 1.27.
 const ITAB_TYPE_AT: u32 = 8;
-
-/// Go's floating-point argument registers (X0-X14).
-const GO_FLOAT_REGISTERS: usize = 15;
 
 /// Where a value lives at the probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,7 +89,8 @@ fn words(shape: &Shape) -> Option<(usize, usize)> {
 }
 
 /// Where each argument (not result) of `params` is at entry.
-fn assign(params: &[Param], convention: Convention) -> Vec<Place> {
+fn assign(arch: Arch, params: &[Param], convention: Convention) -> Vec<Place> {
+    let go = arch.registers();
     let mut ints = 0;
     let mut floats = 0;
     let mut stack_offset: u64 = 8; // above the return address
@@ -99,8 +100,8 @@ fn assign(params: &[Param], convention: Convention) -> Vec<Place> {
         .map(|p| {
             if convention == Convention::GoRegister {
                 if let Some((i, f)) = words(&p.shape) {
-                    if ints + i <= GO_INT_REGISTERS.len() && floats + f <= GO_FLOAT_REGISTERS {
-                        let registers = GO_INT_REGISTERS[ints..ints + i].to_vec();
+                    if ints + i <= go.go_integer.len() && floats + f <= go.go_float_count {
+                        let registers = go.go_integer[ints..ints + i].to_vec();
                         ints += i;
                         floats += f;
                         return Place::Registers(registers);
@@ -119,6 +120,7 @@ fn assign(params: &[Param], convention: Convention) -> Vec<Place> {
 
 /// How to read `name.fields...` of `function` with `params` (from DWARF).
 pub fn resolve(
+    arch: Arch,
     function: &str,
     params: &[Param],
     convention: Convention,
@@ -126,7 +128,7 @@ pub fn resolve(
     fields: &[String],
 ) -> Result<Resolved, NamedError> {
     let arguments: Vec<&Param> = params.iter().filter(|p| !p.result).collect();
-    let places = assign(params, convention);
+    let places = assign(arch, params, convention);
     let Some(index) = arguments.iter().position(|p| p.name == name) else {
         return Err(NamedError::NoParameter {
             function: function.to_owned(),
@@ -313,15 +315,32 @@ mod tests {
             ),
             param("req", request()),
         ];
-        let name = resolve("main.greet", &params, Convention::GoRegister, "name", &[]).unwrap();
+        let name = resolve(
+            Arch::X86_64,
+            "main.greet",
+            &params,
+            Convention::GoRegister,
+            "name",
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             (name.spec.first, name.spec.second),
             (register(regs::RAX), register(regs::RBX))
         );
         assert!(name.is_string);
-        let n = resolve("main.greet", &params, Convention::GoRegister, "n", &[]).unwrap();
+        let n = resolve(
+            Arch::X86_64,
+            "main.greet",
+            &params,
+            Convention::GoRegister,
+            "n",
+            &[],
+        )
+        .unwrap();
         assert_eq!(n.spec.first, register(regs::RCX));
         let code = resolve(
+            Arch::X86_64,
             "main.greet",
             &params,
             Convention::GoRegister,
@@ -353,10 +372,18 @@ mod tests {
                 signed: true,
             },
         ));
-        let s4 = resolve("f", &params, Convention::GoRegister, "s4", &[]).unwrap();
+        let s4 = resolve(
+            Arch::X86_64,
+            "f",
+            &params,
+            Convention::GoRegister,
+            "s4",
+            &[],
+        )
+        .unwrap();
         assert_eq!((s4.spec.first, s4.spec.second), (stack(8), stack(16)));
         // The following int still gets the 9th register.
-        let n = resolve("f", &params, Convention::GoRegister, "n", &[]).unwrap();
+        let n = resolve(Arch::X86_64, "f", &params, Convention::GoRegister, "n", &[]).unwrap();
         assert_eq!(n.spec.first, register(regs::R11));
     }
 
@@ -378,8 +405,8 @@ mod tests {
                 },
             ),
         ];
-        let ok = resolve("f", &params, Convention::GoStack, "ok", &[]).unwrap();
-        let n = resolve("f", &params, Convention::GoStack, "n", &[]).unwrap();
+        let ok = resolve(Arch::X86_64, "f", &params, Convention::GoStack, "ok", &[]).unwrap();
+        let n = resolve(Arch::X86_64, "f", &params, Convention::GoStack, "n", &[]).unwrap();
         assert_eq!(
             (ok.spec.first, ok.size, n.spec.first),
             (stack(8), 1, stack(16))
@@ -393,15 +420,16 @@ mod tests {
             param("req", request()),
         ];
         assert!(matches!(
-            resolve("f", &params, Convention::GoRegister, "y", &[]),
+            resolve(Arch::X86_64, "f", &params, Convention::GoRegister, "y", &[]),
             Err(NamedError::NoParameter { .. })
         ));
         assert!(matches!(
-            resolve("f", &params, Convention::GoRegister, "x", &[]),
+            resolve(Arch::X86_64, "f", &params, Convention::GoRegister, "x", &[]),
             Err(NamedError::Float(_))
         ));
         assert!(matches!(
             resolve(
+                Arch::X86_64,
                 "f",
                 &params,
                 Convention::GoRegister,

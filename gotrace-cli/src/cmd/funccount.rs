@@ -173,6 +173,7 @@ fn probe_sites(
     policy: placement::Policy,
     verbose: bool,
 ) -> anyhow::Result<Vec<ProbeSite>> {
+    let arch = target.binary.arch();
     let mut sites = Vec::new();
     for (i, selected) in functions.iter().enumerate() {
         let mut add = |address: u64, flags: u32, describe: String| -> anyhow::Result<()> {
@@ -180,7 +181,7 @@ fn probe_sites(
             Ok(())
         };
         if let Some(f) = selected.function {
-            match placement::entry(target.binary.code(f), f.address, policy) {
+            match placement::entry(arch, target.binary.code(f), f.address, policy) {
                 Ok(placement) => {
                     if verbose {
                         eprintln!(
@@ -202,17 +203,26 @@ fn probe_sites(
         }
         for site in &selected.inlined {
             let describe = format!("{} (inlined in {})", site.name, site.caller);
-            if let Err(why) = placement::check_site(target.binary.code_at(site.address, 16)) {
-                eprintln!(
-                    "gotrace: not counting {describe} at {:#x}: {why}",
-                    site.address
-                );
-                continue;
-            }
+            let placed = target.binary.place_in_function(site.address);
+            let placement = match placed {
+                Ok(placement) => placement,
+                Err(why) => {
+                    eprintln!(
+                        "gotrace: not counting {describe} at {:#x}: {why}",
+                        site.address
+                    );
+                    continue;
+                }
+            };
             if verbose {
-                eprintln!("gotrace: {describe} at {:#x}", site.address);
+                eprintln!(
+                    "gotrace: {describe} at {:#x}+{} ({})",
+                    site.address,
+                    placement.offset,
+                    placement.describe()
+                );
             }
-            add(site.address, 0, describe)?;
+            add(site.address + placement.offset, placement.flags, describe)?;
         }
     }
     if sites.is_empty() {

@@ -17,6 +17,7 @@ use gotrace_common::{
         SLOTS, STARTS_MAP, STATS_MAP, STATS_PER_FUNCTION, UNIT_DIVISOR,
     },
     probe::{Cookie, FSBASE_OFFSET, GOID_OFFSET},
+    trace::regs,
 };
 
 use super::{
@@ -27,7 +28,7 @@ use super::{
     ProbeSite, Target,
 };
 use crate::{
-    abi::amd64::Convention,
+    abi::Convention,
     attach::{
         self,
         placement::{self, Placement},
@@ -289,14 +290,31 @@ fn timeable<'b>(
             0
         };
         let code = target.binary.code(function);
-        let entry = match placement::entry(code, function.address, placement::Policy::Cheapest) {
-            Ok(entry) => entry,
-            Err(why) => {
-                skipped.push(format!("{} ({why})", function.name));
-                continue;
-            }
-        };
-        let exits = placement::exits(code, function.address);
+        let arch = target.binary.arch();
+        let entry =
+            match placement::entry(arch, code, function.address, placement::Policy::Cheapest) {
+                Ok(entry) => entry,
+                Err(why) => {
+                    skipped.push(format!("{} ({why})", function.name));
+                    continue;
+                }
+            };
+        // The entry probe names the call by R14's goroutine (or, for
+        // gccgo, by the stack pointer): an instruction it moved past must
+        // not have changed them.
+        if entry.clobbered.contains(regs::R14) || entry.clobbered.contains(regs::RSP) {
+            skipped.push(format!(
+                "{} (its entry probe had to move past {}, which changes the register \
+                 that names the goroutine)",
+                function.name,
+                entry.moved_past.unwrap_or("an instruction")
+            ));
+            continue;
+        }
+        let exits: Vec<u64> = placement::exits(arch, code, function.address)
+            .into_iter()
+            .map(|exit| exit.address)
+            .collect();
         if exits.is_empty() {
             skipped.push(format!("{} (never returns: no ret)", function.name));
             continue;

@@ -3,14 +3,14 @@
 use std::io::Write as _;
 
 use crate::{
-    attach::placement::{self, Policy},
+    attach::placement::{self, Cost, Policy},
     symbols::{self, Binary, FunctionSource, Toolchain},
     target::Process,
 };
 
 /// Where probes would go over the whole binary, which decides what
-/// tracing costs per call: the kernel emulates a branch (~0.4 us a hit on
-/// this project's VMs) and single-steps anything else (~14 us).
+/// tracing costs per call: the kernel emulates a branch (~0.5 us a hit on
+/// this project's VMs) and single-steps anything else (~7-14 us).
 #[derive(Debug, Default)]
 struct ProbeCost {
     /// Entry probes on the stack-check branch (emulated).
@@ -19,25 +19,41 @@ struct ProbeCost {
     emulated_entries: usize,
     /// Entry probes on a first instruction it single-steps.
     single_stepped_entries: usize,
+    /// Entry probes moved past a first instruction the kernel refuses or
+    /// misruns (included in the counts above).
+    moved_entries: usize,
     /// Functions no probe may go into (see `placement::Unprobeable`).
     unprobeable: usize,
-    /// Exits: `ret` (single-stepped) and tail `jmp` (emulated).
+    /// Inlined copies whose first instruction the kernel refuses: moved,
+    /// or not probed at all.
+    inlined_moved: usize,
+    inlined_unprobeable: usize,
+    /// Exits: returns (single-stepped) and tail jumps (emulated).
     rets: usize,
     tail_jumps: usize,
 }
 
 impl ProbeCost {
     fn of(binary: &Binary) -> ProbeCost {
+        let arch = binary.arch();
         let mut cost = ProbeCost::default();
         for f in binary.functions() {
             let code = binary.code(f);
-            match placement::entry(code, f.address, Policy::Cheapest) {
-                Ok(p) if p.on_stack_check() => cost.branch_entries += 1,
-                Ok(p) if emulated(code, f.address, p.offset) => cost.emulated_entries += 1,
-                Ok(_) => cost.single_stepped_entries += 1,
+            match placement::entry(arch, code, f.address, Policy::Cheapest) {
+                Ok(p) => {
+                    let at = code.get(p.offset as usize..).unwrap_or_default();
+                    match (p.on_stack_check(), placement::cost(arch, at)) {
+                        (true, _) => cost.branch_entries += 1,
+                        (false, Cost::Emulated) => cost.emulated_entries += 1,
+                        (false, Cost::SingleStepped) => cost.single_stepped_entries += 1,
+                    }
+                    if p.moved_past.is_some() {
+                        cost.moved_entries += 1;
+                    }
+                }
                 Err(_) => cost.unprobeable += 1,
             }
-            for exit in placement::exit_sites(code, f.address) {
+            for exit in placement::exits(arch, code, f.address) {
                 if exit.tail_call {
                     cost.tail_jumps += 1;
                 } else {
@@ -45,15 +61,15 @@ impl ProbeCost {
                 }
             }
         }
+        for site in binary.inlined() {
+            match binary.place_in_function(site.address) {
+                Ok(p) if p.moved_past.is_some() => cost.inlined_moved += 1,
+                Ok(_) => {}
+                Err(_) => cost.inlined_unprobeable += 1,
+            }
+        }
         cost
     }
-}
-
-/// Whether the instruction `offset` bytes into `code` (at `address`) is
-/// one the kernel emulates.
-fn emulated(code: &[u8], address: u64, offset: u64) -> bool {
-    let at = code.get(offset as usize..).unwrap_or_default();
-    placement::kernel_emulates(at, address + offset)
 }
 
 /// Say which compiler, Go version and ABI built a binary, and what symbols
@@ -131,7 +147,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "entries_on_stack_check_branch": cost.branch_entries,
                 "entries_emulated": cost.emulated_entries,
                 "entries_single_stepped": cost.single_stepped_entries,
+                "entries_moved": cost.moved_entries,
                 "unprobeable": cost.unprobeable,
+                "inlined_moved": cost.inlined_moved,
+                "inlined_unprobeable": cost.inlined_unprobeable,
                 "exits_ret": cost.rets,
                 "exits_tail_jump": cost.tail_jumps,
             });
@@ -173,6 +192,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             out,
             "entries:     {} on the stack-check branch (emulated), {} on an emulated first instruction (push or branch), {} single-stepped, {} unprobeable",
             cost.branch_entries, cost.emulated_entries, cost.single_stepped_entries, cost.unprobeable
+        )?;
+        writeln!(
+            out,
+            "moved:       {} entries and {} inlined copies moved past a first instruction the kernel cannot probe; {} inlined copies unprobeable",
+            cost.moved_entries, cost.inlined_moved, cost.inlined_unprobeable
         )?;
         writeln!(
             out,

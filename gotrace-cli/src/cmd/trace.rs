@@ -8,11 +8,11 @@ use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use gotrace_common::{
     probe::{Cookie, FSBASE_OFFSET, GOID_OFFSET},
     trace::{
-        unreadable_bit, ArgSpec, Condition, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
-        ARG_INTERFACE, ARG_SLICE, ARG_STRING_SLICE, ARG_WORD, EVENTS_MAP, G_IN_R14, G_IN_TLS,
-        G_UNKNOWN, IFACE_TYPE_AT, JOIN_AND, JOIN_OR, LOST_MAP, MAX_ARGS, MAX_PROBES, OP_EQ, OP_GE,
-        OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, PROBES_MAP, PROGRAM, RING_BYTES,
-        STRING_SIZE, TID_FILTER,
+        regs, unreadable_bit, ArgSpec, Condition, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
+        ARG_INTERFACE, ARG_NONE, ARG_SLICE, ARG_STRING_SLICE, ARG_WORD, EVENTS_MAP, G_IN_R14,
+        G_IN_TLS, G_UNKNOWN, IFACE_TYPE_AT, JOIN_AND, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER,
+        LOCATION_STACK, LOST_MAP, MAX_ARGS, MAX_PROBES, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE,
+        OP_STR_EQ, OP_STR_NE, PROBES_MAP, PROGRAM, RING_BYTES, STRING_SIZE, TID_FILTER,
     },
 };
 use tokio::io::unix::AsyncFd;
@@ -23,11 +23,11 @@ use super::{
     note_end, select, ProbeSite, Target,
 };
 use crate::{
-    abi::{
-        amd64::{self, Convention},
-        named,
+    abi::{self, named, Convention},
+    attach::{
+        self,
+        placement::{self, RegisterSet},
     },
-    attach::{self, placement},
     ebpf,
     output::{
         events::{self, TimeColumn, Value},
@@ -189,8 +189,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             probe_spec.stack = u32::from(args.user_stack);
             probe_spec.pid = args.pid.unwrap_or(0);
             probe_spec.g_from = g_from(&target.binary, function);
-            let (addresses, probe_sites) =
+            let (addresses, probe_sites, moved) =
                 probe_sites(target, function, spec.kind, args.placement, probe_index)?;
+            if let Some((clobbered, what)) = moved {
+                check_clobbered(&probe_spec, &spec.args, clobbered, what, &function.name)?;
+                if clobbered.contains(regs::R14) && probe_spec.g_from == G_IN_R14 {
+                    probe_spec.g_from = G_UNKNOWN;
+                }
+            }
             sites[index].extend(probe_sites);
             probes.push(Probe {
                 function: function.name.clone(),
@@ -467,7 +473,7 @@ fn read_plan(
         ..ArgSpec::default()
     };
     let go_word = |n: u32| {
-        amd64::go_argument_word(convention, n).with_context(|| {
+        abi::go_argument_word(target.binary.arch(), convention, n).with_context(|| {
             format!(
                 "goarg{n}: {} uses the C ABI (gccgo or C): use arg{n}",
                 function.name
@@ -491,7 +497,7 @@ fn read_plan(
             if kind == Kind::Return {
                 bail!("arg{n}: arguments are gone at return; use a p: probe");
             }
-            let first = amd64::c_argument(*n);
+            let first = abi::c_argument(target.binary.arch(), *n);
             if text {
                 let c_string = ArgSpec {
                     kind: ARG_C_STRING,
@@ -508,7 +514,7 @@ fn read_plan(
                 bail!("retval needs a return probe: write r:{}", function.name);
             }
             let result = |n: u32| {
-                amd64::result_word(convention, n).with_context(|| {
+                abi::result_word(target.binary.arch(), convention, n).with_context(|| {
                     format!(
                         "retval{n}: {} returns on the stack (ABI0), after its arguments: \
                          read the result's word of that area with goargN on this r: probe",
@@ -535,7 +541,14 @@ fn read_plan(
                         target.located.display, function.name
                     )
                 })?;
-            let resolved = named::resolve(&function.name, params, convention, name, fields)?;
+            let resolved = named::resolve(
+                target.binary.arch(),
+                &function.name,
+                params,
+                convention,
+                name,
+                fields,
+            )?;
             let only_go = match resolved.shape {
                 Shape::Slice(_) => Some("a slice"),
                 Shape::Interface { .. } => Some("an interface"),
@@ -562,6 +575,37 @@ fn read_plan(
     })
 }
 
+/// Refuses arguments read from a register (or the stack, through the stack
+/// pointer) that the instruction the entry probe moved past overwrote.
+fn check_clobbered(
+    probe: &ProbeSpec,
+    exprs: &[ArgExpr],
+    clobbered: RegisterSet,
+    what: &str,
+    function: &str,
+) -> anyhow::Result<()> {
+    for (i, arg) in probe.args.iter().enumerate() {
+        let spoiled =
+            [arg.first, arg.second]
+                .into_iter()
+                .any(|location| match location & LOCATION_KIND {
+                    LOCATION_REGISTER => clobbered.contains(location & !LOCATION_KIND),
+                    LOCATION_STACK => clobbered.contains(regs::RSP),
+                    _ => false,
+                });
+        if arg.kind != ARG_NONE && spoiled {
+            let shown = exprs
+                .get(i)
+                .map_or_else(|| "a filter operand".to_owned(), ToString::to_string);
+            bail!(
+                "cannot read {shown} of {function}: the kernel cannot probe its first \
+                 instruction ({what}), and the probe after it sees that argument overwritten"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Entry probe (at the stack-check branch where there is one: same
 /// registers, counted once), or one probe per `ret` for `r:`; with the
 /// link-time address of each, numbered in the cookies.
@@ -571,23 +615,36 @@ fn probe_sites(
     kind: Kind,
     policy: placement::Policy,
     index: u32,
-) -> anyhow::Result<(Vec<u64>, Vec<ProbeSite>)> {
+) -> anyhow::Result<(
+    Vec<u64>,
+    Vec<ProbeSite>,
+    Option<(RegisterSet, &'static str)>,
+)> {
     let code = target.binary.code(function);
-    let (addresses, flags) = match kind {
+    let arch = target.binary.arch();
+    let (addresses, flags, clobbered) = match kind {
         Kind::Entry => {
-            let placement = placement::entry(code, function.address, policy)
+            let placement = placement::entry(arch, code, function.address, policy)
                 .with_context(|| format!("cannot trace {}", function.name))?;
-            (vec![function.address + placement.offset], placement.flags)
+            let clobbered = placement.moved_past.map(|what| (placement.clobbered, what));
+            (
+                vec![function.address + placement.offset],
+                placement.flags,
+                clobbered,
+            )
         }
         Kind::Return => {
-            let exits = placement::exits(code, function.address);
+            let exits: Vec<u64> = placement::exits(arch, code, function.address)
+                .into_iter()
+                .map(|exit| exit.address)
+                .collect();
             if exits.is_empty() {
                 bail!(
                     "{} has no ret instruction to probe (it never returns)",
                     function.name
                 );
             }
-            (exits, 0)
+            (exits, 0, None)
         }
     };
     if addresses.len() > usize::from(u16::MAX) {
@@ -612,7 +669,7 @@ fn probe_sites(
             )
         })
         .collect::<anyhow::Result<_>>()?;
-    Ok((addresses, sites))
+    Ok((addresses, sites, clobbered))
 }
 
 /// Prints events, tracking `-M` and the relative clock.

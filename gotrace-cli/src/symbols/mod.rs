@@ -24,6 +24,8 @@ use std::{
 use memmap2::Mmap;
 use object::Object as _;
 
+use crate::arch::Arch;
+
 pub use go::{abi, Abi, Toolchain};
 pub use locate::{locate, Located};
 
@@ -75,11 +77,19 @@ pub enum SymbolError {
     /// The file is not an ELF object (a script, data, another format...).
     #[error("{path} is not an ELF binary: give the path of a compiled Go program or library")]
     NotElf { path: PathBuf },
+    /// An ELF file for another architecture (a 32-bit Go program, say).
+    // The reason is part of the message: as a source it would print twice.
+    #[error("{path}: {reason}")]
+    Architecture {
+        path: PathBuf,
+        reason: crate::arch::Unsupported,
+    },
 }
 
 /// A binary opened for tracing; its bytes are mapped, not copied.
 pub struct Binary {
     data: Mmap,
+    arch: Arch,
     functions: Vec<Function>,
     source: FunctionSource,
     segments: Vec<Segment>,
@@ -127,6 +137,10 @@ impl Binary {
         if object.format() != object::BinaryFormat::Elf {
             return Err(not_elf());
         }
+        let arch = Arch::of_elf(&object).map_err(|reason| SymbolError::Architecture {
+            path: path.to_owned(),
+            reason,
+        })?;
         let mut functions = elf::functions(&object);
         let mut source = FunctionSource::SymbolTable;
         let pclntab = go::Table::find(&object);
@@ -168,6 +182,7 @@ impl Binary {
         drop(object);
         Ok(Self {
             data,
+            arch,
             functions,
             source,
             segments,
@@ -177,6 +192,11 @@ impl Binary {
             types_base,
             inline_tables,
         })
+    }
+
+    /// The architecture of its code.
+    pub fn arch(&self) -> Arch {
+        self.arch
     }
 
     /// Every function found, sorted by address, one entry per address.
@@ -232,6 +252,18 @@ impl Binary {
         let after = self.functions.partition_point(|f| f.address <= address);
         let f = self.functions.get(after.checked_sub(1)?)?;
         (address < f.address.saturating_add(f.size.max(1))).then_some(f)
+    }
+
+    /// Places a probe meant for `address` inside the function that holds
+    /// it (an inlined copy's first instruction), by the kernel's rules.
+    pub fn place_in_function(
+        &self,
+        address: u64,
+    ) -> Result<crate::attach::placement::Placement, crate::attach::placement::Unprobeable> {
+        let parent = self.function_at(address).ok_or_else(|| {
+            crate::attach::placement::Unprobeable("it lies in no known function".to_owned())
+        })?;
+        crate::attach::placement::site(self.arch, self.code(parent), parent.address, address)
     }
 
     /// The virtual address a file offset is loaded at.

@@ -1,0 +1,101 @@
+//! What gotrace knows about each machine architecture, behind one
+//! boundary (as bpftrace's `src/arch/`): which ELF files it can trace,
+//! where the kernel lets probes go and what they cost there (placement),
+//! and which registers hold Go's and C's arguments. Everything else is
+//! written once for all architectures.
+//!
+//! A binary is traced only on its own architecture: a 32-bit x86 Go
+//! program runs on an x86-64 kernel, but its code decoded as 64-bit code
+//! would put probes inside instructions, and its ABI has no registers.
+
+pub mod x86_64;
+
+use gotrace_common::trace::{LOCATION_REGISTER, LOCATION_STACK};
+
+/// An architecture gotrace traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+}
+
+/// An ELF file of an architecture gotrace cannot trace here.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("it is {found} code, and this gotrace traces {host} programs only")]
+pub struct Unsupported {
+    found: String,
+    host: &'static str,
+}
+
+impl Arch {
+    /// The architecture gotrace itself runs on, which is the only one it
+    /// can trace: uprobes run the traced code on this machine.
+    pub const fn host() -> Arch {
+        Arch::X86_64
+    }
+
+    /// What users call it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86-64",
+        }
+    }
+
+    /// The architecture of an ELF file, if gotrace can trace it here.
+    pub fn of_elf(object: &object::File<'_>) -> Result<Arch, Unsupported> {
+        use object::{Architecture, Object as _};
+        let host = Arch::host();
+        let found = match (object.architecture(), object.is_64()) {
+            (Architecture::X86_64, true) => Arch::X86_64,
+            (Architecture::X86_64_X32, _) => return Err(host.unsupported("x32 (32-bit x86-64)")),
+            (Architecture::I386, _) => return Err(host.unsupported("32-bit x86 (i386)")),
+            (Architecture::Aarch64, _) => return Err(host.unsupported("arm64")),
+            (Architecture::Arm, _) => return Err(host.unsupported("32-bit arm")),
+            (other, _) => return Err(host.unsupported(&format!("{other:?}").to_lowercase())),
+        };
+        if found != host {
+            return Err(host.unsupported(found.name()));
+        }
+        Ok(found)
+    }
+
+    fn unsupported(self, found: &str) -> Unsupported {
+        Unsupported {
+            found: found.to_owned(),
+            host: self.name(),
+        }
+    }
+
+    /// Where this architecture's calling conventions keep arguments.
+    pub const fn registers(self) -> &'static Registers {
+        match self {
+            Arch::X86_64 => &x86_64::abi::REGISTERS,
+        }
+    }
+}
+
+/// The registers of the calling conventions gotrace decodes, as
+/// `gotrace_common::trace` register indexes of the architecture's
+/// `pt_regs`.
+#[derive(Debug)]
+pub struct Registers {
+    /// Go's register ABI (ABIInternal): integer arguments and results, in
+    /// order (`src/cmd/compile/abi-internal.md`).
+    pub go_integer: &'static [u32],
+    /// How many floating-point registers Go's register ABI uses, which
+    /// uprobes cannot read but which decide where later arguments go.
+    pub go_float_count: usize,
+    /// The C ABI's integer arguments (gccgo, C).
+    pub c_arguments: &'static [u32],
+    /// The C ABI's integer results.
+    pub c_results: &'static [u32],
+}
+
+/// A register as a location the kernel programs read.
+pub const fn register(index: u32) -> u32 {
+    LOCATION_REGISTER | index
+}
+
+/// The word at the stack pointer + `offset` as a location.
+pub const fn stack(offset: u32) -> u32 {
+    LOCATION_STACK | offset
+}
