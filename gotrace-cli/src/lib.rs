@@ -14,5 +14,6 @@ pub mod kernel;
 pub mod output;
 pub mod privilege;
 pub mod probe;
+pub mod stop;
 pub mod symbols;
 pub mod target;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gotrace_cli::{cmd, privilege};
+use gotrace_cli::{attach, cmd, privilege};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -56,6 +56,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        // Ctrl-C or -d while attaching: a normal way to stop, said plainly.
+        Err(err) if err.is::<attach::Interrupted>() => {
+            eprintln!("gotrace: {err}");
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("gotrace: {err:#}");
             if err.chain().any(|e| e.is::<privilege::NotPrivileged>()) {

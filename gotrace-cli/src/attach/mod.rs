@@ -1,26 +1,36 @@
-//! Attaching one uprobe program to many instructions of one binary.
+//! Attaching uprobe programs to many instructions of many binaries.
 //!
 //! Every probe carries a bpf cookie, so a single program serves all
 //! functions and learns from the cookie which one fired. Two methods:
-//! one uprobe_multi link for all sites (kernel >= 6.6, see [`multi`]), or
-//! else one perf-event link per site through aya. Either way the links are
-//! file descriptors owned by [`Attached`] or the [`aya::Ebpf`]: dropping
-//! them (on any exit path, including an error half way through attaching)
-//! detaches everything, and the kernel does the same if gotrace dies.
+//! one uprobe_multi link for all sites of a binary (kernel >= 6.6, see
+//! [`multi`]), or else one perf-event uprobe per site (see [`perf`]).
+//! As bpftrace and cilium/ebpf do, an [`Attacher`] asks the kernel once
+//! per run which it has, loads each program once for that method, and
+//! then attaches it to any number of binaries, each giving a [`Link`].
+//! Links are file descriptors: dropping one (on any exit path, including
+//! an error half way through attaching) detaches its sites, and the kernel
+//! does the same if gotrace dies.
+//!
+//! A site the kernel refuses does not fail the rest: placement already
+//! follows the kernel's rules, and should the kernel still refuse a link
+//! for one of its sites, the link is split until the refused sites are
+//! found, and they are reported and left out ([`Dropped`]).
 
 mod multi;
+mod perf;
 pub mod placement;
 
-use std::{num::NonZeroU32, path::Path};
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    os::fd::{AsFd as _, OwnedFd},
+    path::Path,
+};
 
 use anyhow::Context as _;
-use aya::{
-    programs::{
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
-        UProbe,
-    },
-    Ebpf,
-};
+use aya::{programs::UProbe, Ebpf};
+
+use crate::stop::Stop;
 
 /// Where one probe goes: a file offset in the target and its cookie.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +51,13 @@ impl Scope {
     pub fn of(process: Option<crate::target::Process>) -> Self {
         process.map_or(Scope::AllProcesses, |p| Scope::Process(p.pid()))
     }
+
+    fn pid(self) -> Option<u32> {
+        match self {
+            Scope::AllProcesses => None,
+            Scope::Process(pid) => Some(pid.get()),
+        }
+    }
 }
 
 /// How the probes were attached, for `-v`.
@@ -59,14 +76,6 @@ impl std::fmt::Display for Method {
     }
 }
 
-/// Probes in place; dropping this (and the `Ebpf`) detaches them.
-pub struct Attached {
-    pub method: Method,
-    /// Why uprobe_multi was not used, when it was not.
-    pub fallback_reason: Option<String>,
-    _multi: Option<multi::Link>,
-}
-
 /// Which attach method to use; `Auto` is what users get, the others are
 /// for benchmarks and tests that compare or break one method.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -77,140 +86,238 @@ pub enum Choice {
     Perf,
 }
 
-/// What to attach: one program of the loaded object at every site of a file.
+/// A site the kernel refused, left out of its link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    /// Index into the sites asked for.
+    pub index: usize,
+    pub errno: i32,
+}
+
+impl Dropped {
+    /// Why, in a user's terms.
+    pub fn reason(&self) -> String {
+        let error = std::io::Error::from_raw_os_error(self.errno);
+        match self.errno {
+            // The kernel keeps one uprobe per instruction; a probe of
+            // another tool with a different reference counter there makes
+            // ours EINVAL (dmesg: "ref_ctr_offset mismatch").
+            libc::EINVAL => format!(
+                "the kernel refused the probe ({error}): is another tracer (bcc?) probing the \
+                 same instruction? see dmesg"
+            ),
+            _ => format!("the kernel refused the probe ({error})"),
+        }
+    }
+}
+
+/// Attaching stopped because the user (a signal) or `-d` asked.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped while attaching ({attached} of {total} probes were in place, now detached)")]
+pub struct Interrupted {
+    pub attached: usize,
+    pub total: usize,
+}
+
+/// Probes in place in one binary; dropping this detaches them.
+pub struct Link {
+    pub method: Method,
+    /// Sites left out because the kernel refused them.
+    pub dropped: Vec<Dropped>,
+    _multi: Vec<OwnedFd>,
+    _perf: perf::Links,
+}
+
+/// What to attach: one program at every site of a file.
 pub struct Request<'a> {
-    /// The embedded object `ebpf` was loaded from (see [`multi`]).
-    pub object: &'a [u8],
     pub program: &'a str,
     pub target: &'a Path,
     pub sites: &'a [Site],
     pub scope: Scope,
-    pub choice: Choice,
 }
 
-/// Attaches `request.program` of `ebpf` at every site, through uprobe_multi
-/// when the kernel can.
-///
-/// `describe(i)` names the function of `sites[i]` for error messages.
-pub fn uprobes(
-    ebpf: &mut Ebpf,
-    request: &Request<'_>,
-    describe: impl Fn(usize) -> String,
-) -> anyhow::Result<Attached> {
-    let pid = match request.scope {
-        Scope::AllProcesses => None,
-        Scope::Process(pid) => Some(pid.get()),
-    };
-    let fallback_reason = match request.choice {
-        Choice::Perf => "per-site probes were asked for".to_owned(),
-        Choice::Auto | Choice::Multi => {
-            match multi::attach(
-                ebpf,
-                request.object,
-                request.program,
+/// Attaches the programs of one loaded object, as many times as asked.
+pub struct Attacher {
+    choice: Choice,
+    /// Why uprobe_multi links are not used, when they are not.
+    no_multi: Option<String>,
+    /// The object's programs loaded for uprobe_multi links, by name.
+    multi_programs: HashMap<String, OwnedFd>,
+    stop: Stop,
+}
+
+/// More refused sites than this in one link is no longer a site's
+/// problem: stop splitting and report.
+const MAX_DROPPED: usize = 64;
+
+impl Attacher {
+    /// Decides the method once: uprobe_multi links if the kernel has them
+    /// (asked here) and `choice` allows, else perf events. `stop` is
+    /// checked while attaching.
+    pub fn new(choice: Choice, stop: Stop) -> Attacher {
+        let no_multi = match choice {
+            Choice::Perf => Some("per-site probes were asked for".to_owned()),
+            Choice::Auto | Choice::Multi => multi::supported().err(),
+        };
+        Attacher {
+            choice,
+            no_multi,
+            multi_programs: HashMap::new(),
+            stop,
+        }
+    }
+
+    /// Why uprobe_multi links are not used, when they are not.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.no_multi.as_deref()
+    }
+
+    /// Attaches `request.program` of `ebpf` at every site of
+    /// `request.target`. When both methods fail, the error says why each
+    /// did.
+    pub fn attach(&mut self, ebpf: &mut Ebpf, request: &Request<'_>) -> anyhow::Result<Link> {
+        if let Some(reason) = &self.no_multi {
+            if self.choice == Choice::Multi {
+                anyhow::bail!("uprobe_multi links were asked for, but {reason}");
+            }
+            return self.attach_perf(ebpf, request);
+        }
+        let multi_error = match self.attach_multi(ebpf, request) {
+            Ok(link) => return Ok(link),
+            Err(err) if self.choice == Choice::Multi || err.is::<Interrupted>() => return Err(err),
+            Err(err) => err,
+        };
+        // The kernel has uprobe_multi links but would not make this one for
+        // a reason that is not a site's: one perf event per site may still
+        // work.
+        self.attach_perf(ebpf, request).map_err(|perf_error| {
+            if perf_error.is::<Interrupted>() {
+                return perf_error;
+            }
+            anyhow::anyhow!(
+                "attaching to {}: with one uprobe_multi link: {multi_error:#}; \
+                 with one perf event per site: {perf_error:#}",
+                request.target.display()
+            )
+        })
+    }
+
+    fn attach_perf(&mut self, ebpf: &mut Ebpf, request: &Request<'_>) -> anyhow::Result<Link> {
+        // aya loads it (once), probing which BTF features an older kernel
+        // has; the links are made here (see `perf`).
+        let name = request.program;
+        let uprobe: &mut UProbe = ebpf
+            .program_mut(name)
+            .with_context(|| format!("eBPF program {name} missing from gotrace's object"))?
+            .try_into()
+            .with_context(|| format!("eBPF program {name} is not a uprobe"))?;
+        if uprobe.fd().is_err() {
+            uprobe
+                .load()
+                .with_context(|| format!("loading eBPF program {name}"))?;
+        }
+        let program = uprobe
+            .fd()
+            .with_context(|| format!("eBPF program {name} is not loaded"))?
+            .as_fd();
+        let (links, dropped) = perf::attach(
+            program,
+            request.target,
+            request.sites,
+            request.scope,
+            &self.stop,
+        )?;
+        Ok(Link {
+            method: Method::PerfEvent,
+            dropped,
+            _multi: Vec::new(),
+            _perf: links,
+        })
+    }
+
+    /// One link for all sites; if the kernel refuses a site, halves the
+    /// set until the refused sites are alone, keeping the links it could
+    /// make on the way.
+    fn attach_multi(&mut self, ebpf: &mut Ebpf, request: &Request<'_>) -> anyhow::Result<Link> {
+        let program = match self.multi_programs.get(request.program) {
+            Some(program) => program,
+            None => {
+                let loaded = multi::load(ebpf, crate::ebpf::object(), request.program)?;
+                self.multi_programs
+                    .entry(request.program.to_owned())
+                    .or_insert(loaded)
+            }
+        };
+        let sites = request.sites;
+        let mut links = Vec::new();
+        let mut attached = 0;
+        let mut dropped = Vec::new();
+        let mut pending = vec![0..sites.len()];
+        while let Some(range) = pending.pop() {
+            if self.stop.requested() {
+                return Err(Interrupted {
+                    attached,
+                    total: sites.len(),
+                }
+                .into());
+            }
+            let error = match multi::link(
+                program.as_fd(),
                 request.target,
-                request.sites,
-                pid,
+                &sites[range.clone()],
+                request.scope.pid(),
             ) {
                 Ok(link) => {
-                    return Ok(Attached {
-                        method: Method::UprobeMulti,
-                        fallback_reason: None,
-                        _multi: Some(link),
-                    })
+                    links.push(link);
+                    attached += range.len();
+                    continue;
                 }
-                Err(err) if request.choice == Choice::Multi => return Err(err),
-                // Any failure of the multi link (old kernel, odd site) falls
-                // back to per-site probes, whose errors name the function.
-                Err(err) => format!("{err:#}"),
+                Err(error) => error,
+            };
+            let context = || {
+                format!(
+                    "creating a uprobe_multi link for {} sites in {}",
+                    range.len(),
+                    request.target.display()
+                )
+            };
+            let errno = error.raw_os_error().filter(|&e| is_site_errno(e));
+            match errno {
+                Some(_) if range.len() > 1 && dropped.len() < MAX_DROPPED => {
+                    let middle = range.start + range.len() / 2;
+                    pending.push(middle..range.end);
+                    pending.push(range.start..middle);
+                }
+                Some(errno) if range.len() == 1 && dropped.len() < MAX_DROPPED => {
+                    dropped.push(Dropped {
+                        index: range.start,
+                        errno,
+                    });
+                }
+                _ => return Err(anyhow::Error::from(error).context(context())),
             }
         }
-    };
-    per_site(ebpf, request, describe)?;
-    Ok(Attached {
-        method: Method::PerfEvent,
-        fallback_reason: Some(fallback_reason),
-        _multi: None,
-    })
-}
-
-fn per_site(
-    ebpf: &mut Ebpf,
-    request: &Request<'_>,
-    describe: impl Fn(usize) -> String,
-) -> anyhow::Result<()> {
-    let Request {
-        program,
-        target,
-        sites,
-        scope,
-        ..
-    } = *request;
-    raise_fd_limit(sites.len());
-    let uprobe: &mut UProbe = ebpf
-        .program_mut(program)
-        .with_context(|| format!("eBPF program {program} missing from gotrace's object"))?
-        .try_into()
-        .with_context(|| format!("eBPF program {program} is not a uprobe"))?;
-    uprobe
-        .load()
-        .with_context(|| format!("loading eBPF program {program}"))?;
-    let scope = match scope {
-        Scope::AllProcesses => UProbeScope::AllProcesses,
-        Scope::Process(pid) => UProbeScope::OneProcess(pid),
-    };
-    for (i, site) in sites.iter().enumerate() {
-        let point = UProbeAttachPoint {
-            location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
-            cookie: Some(site.cookie),
-        };
-        uprobe
-            .attach(point, target, scope)
-            .map_err(|err| {
-                let err = anyhow::Error::from(err);
-                if has_errno(&err, libc::EINVAL) {
-                    // The kernel keeps one uprobe per instruction; a probe of
-                    // another tool with a different reference counter there
-                    // makes ours EINVAL (dmesg: "ref_ctr_offset mismatch").
-                    err.context("is another tracer (bcc?) probing the same instruction? see dmesg")
-                } else {
-                    err
-                }
-            })
-            .with_context(|| {
-                format!(
-                    "attaching a uprobe to {} in {} (file offset {:#x})",
-                    describe(i),
-                    target.display(),
-                    site.file_offset
-                )
-            })?;
-    }
-    Ok(())
-}
-
-fn has_errno(err: &anyhow::Error, errno: i32) -> bool {
-    err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.raw_os_error() == Some(errno))
-    })
-}
-
-/// Each perf-event uprobe holds two descriptors (event and link); the usual
-/// soft limit of 1024 would stop us at ~500 probes, so raise it to the hard
-/// limit. Failing to raise is not an error: the attach then says EMFILE.
-fn raise_fd_limit(probes: usize) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
-            && limit.rlim_cur < (2 * probes + 64) as libc::rlim_t
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        if links.is_empty() && !sites.is_empty() {
+            let reason = dropped.first().map(Dropped::reason).unwrap_or_default();
+            anyhow::bail!(
+                "the kernel refused every probe site in {}: {reason}",
+                request.target.display()
+            );
         }
+        dropped.sort_by_key(|d| d.index);
+        Ok(Link {
+            method: Method::UprobeMulti,
+            dropped,
+            _multi: links,
+            _perf: perf::Links::default(),
+        })
     }
+}
+
+/// Errors the kernel gives for one site it will not probe: an instruction
+/// it refuses (ENOTSUPP, ENOEXEC), or a uprobe of another tool already on
+/// the instruction with another reference counter (EINVAL).
+fn is_site_errno(errno: i32) -> bool {
+    const ENOTSUPP: i32 = 524;
+    matches!(errno, ENOTSUPP | libc::ENOEXEC | libc::EINVAL)
 }

@@ -18,7 +18,7 @@ use std::{
     ffi::CString,
     io,
     os::{
-        fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
+        fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd},
         unix::ffi::OsStrExt as _,
     },
     path::Path,
@@ -33,28 +33,34 @@ use aya_obj::generated::{
 
 use super::Site;
 
-/// A loaded program and its link; dropping it detaches every site at once.
-pub struct Link {
-    _link: OwnedFd,
-    _program: OwnedFd,
-}
-
-/// Loads `program` from `object` (with the maps `ebpf` created) and attaches
-/// it to all `sites` of `target` through one link.
-pub fn attach(
-    ebpf: &Ebpf,
-    object: &[u8],
-    program: &str,
+/// Attaches `program` (loaded by [`load`]) to all `sites` of `target`
+/// through one link, which detaches every site at once when dropped. The
+/// error is the kernel's, for the caller to tell a refused site from
+/// anything else.
+pub fn link(
+    program: BorrowedFd<'_>,
     target: &Path,
     sites: &[Site],
     pid: Option<u32>,
-) -> anyhow::Result<Link> {
-    let program = load(ebpf, object, program)?;
+) -> io::Result<OwnedFd> {
     let path = CString::new(target.as_os_str().as_bytes())
-        .with_context(|| format!("{} contains a NUL byte", target.display()))?;
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let offsets: Vec<u64> = sites.iter().map(|s| s.file_offset).collect();
     let cookies: Vec<u64> = sites.iter().map(|s| s.cookie).collect();
+    let count =
+        u32::try_from(sites.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    create_link(program, &path, &offsets, &cookies, count, pid.unwrap_or(0))
+}
 
+/// `BPF_LINK_CREATE` of a uprobe_multi link; the slices outlive the call.
+fn create_link(
+    program: BorrowedFd<'_>,
+    path: &CString,
+    offsets: &[u64],
+    cookies: &[u64],
+    count: u32,
+    pid: u32,
+) -> io::Result<OwnedFd> {
     // SAFETY: bpf_attr is a plain C union; all-zero is its documented default.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
     // SAFETY: writing the link_create member of a zeroed union; the pointers
@@ -66,25 +72,49 @@ pub fn attach(
         let multi = &mut create.__bindgen_anon_3.uprobe_multi;
         multi.path = path.as_ptr() as u64;
         multi.offsets = offsets.as_ptr() as u64;
-        multi.cookies = cookies.as_ptr() as u64;
-        multi.cnt = u32::try_from(sites.len()).context("too many probe sites")?;
-        multi.pid = pid.unwrap_or(0);
+        multi.cookies = if cookies.is_empty() {
+            0
+        } else {
+            cookies.as_ptr() as u64
+        };
+        multi.cnt = count;
+        multi.pid = pid;
     }
-    let link = bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr).with_context(|| {
-        format!(
-            "creating a uprobe_multi link for {} sites in {}",
-            sites.len(),
-            target.display()
-        )
-    })?;
-    Ok(Link {
-        _link: link,
-        _program: program,
-    })
+    bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr)
 }
 
-/// Relocates and loads `name` as a `BPF_TRACE_UPROBE_MULTI` program.
-fn load(ebpf: &Ebpf, object: &[u8], name: &str) -> anyhow::Result<OwnedFd> {
+/// Whether this kernel has uprobe_multi links (6.6+), asked once per run
+/// as libbpf and bpftrace do: a trivial program loaded for them, then a
+/// link on `/`, which a kernel that has them refuses with EBADF (not a
+/// regular file) and one that has not with EINVAL.
+pub fn supported() -> Result<(), String> {
+    // r0 = 0; exit
+    let instructions: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let license = c"GPL";
+    // SAFETY: as above, a zeroed plain C union.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: writing the prog-load member; pointers outlive the syscall.
+    unsafe {
+        let load = &mut attr.__bindgen_anon_3;
+        load.prog_type = BPF_PROG_TYPE_KPROBE as u32;
+        load.expected_attach_type = BPF_TRACE_UPROBE_MULTI as u32;
+        load.insns = instructions.as_ptr() as u64;
+        load.insn_cnt = instructions.len() as u32;
+        load.license = license.as_ptr() as u64;
+    }
+    let program = bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr)
+        .map_err(|err| format!("the kernel cannot load uprobe_multi programs ({err})"))?;
+    let root = CString::new("/").expect("no NUL");
+    match create_link(program.as_fd(), &root, &[0], &[], 1, 0) {
+        Err(err) if err.raw_os_error() == Some(libc::EBADF) => Ok(()),
+        Err(err) => Err(format!("the kernel has no uprobe_multi links ({err})")),
+        Ok(_) => Err("the kernel accepted a uprobe_multi link on / (unexpected)".to_owned()),
+    }
+}
+
+/// Relocates and loads `name` as a `BPF_TRACE_UPROBE_MULTI` program, with
+/// the maps `ebpf` created from the same `object`.
+pub fn load(ebpf: &Ebpf, object: &[u8], name: &str) -> anyhow::Result<OwnedFd> {
     let mut obj = aya_obj::Object::parse(object).context("parsing gotrace's eBPF object")?;
     let text_sections: HashSet<usize> = obj.functions.keys().map(|(section, _)| *section).collect();
     let map_objects = obj.maps.clone();
@@ -203,7 +233,8 @@ fn map_fd(map: &Map) -> anyhow::Result<RawFd> {
     Ok(data.fd().as_fd().as_raw_fd())
 }
 
-fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
+/// The `bpf(2)` system call, for commands that return a new descriptor.
+pub(super) fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
     // SAFETY: attr is a valid bpf_attr for `cmd`, and the call returns a new
     // descriptor that nothing else owns.
     let ret = unsafe {

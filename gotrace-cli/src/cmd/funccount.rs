@@ -17,7 +17,7 @@ use super::{
     ProbeSite, Target,
 };
 use crate::{
-    attach::{self, placement},
+    attach::{self, placement, Attacher},
     ebpf,
     output::{counts, time::hms_now},
     privilege,
@@ -42,7 +42,8 @@ pub struct Args {
     /// Print a timestamp before each table.
     #[arg(short = 'T', long)]
     timestamp: bool,
-    /// FUNC is a regular expression instead of a glob.
+    /// FUNC is a regular expression instead of a glob, anchored at the start
+    /// of names only, as bcc's -r (end it with $ to anchor the end).
     #[arg(short, long)]
     regexp: bool,
     /// Print each table as one JSON object per line.
@@ -59,7 +60,10 @@ pub struct Args {
     /// instruction (for the benchmark's placement study).
     #[arg(long, value_enum, default_value_t, hide = true)]
     placement: placement::Policy,
-    /// [PATH:]FUNC, FUNC a glob over Go symbol names (`*`, `?`), e.g. '/usr/bin/app:fmt.*'.
+    /// [PATH:]FUNC, FUNC a glob over whole Go symbol names: `*` and `?` are
+    /// wildcards, everything else (brackets too) is literal; a name without
+    /// brackets also matches every instance of a generic function
+    /// (`main.Map` matches `main.Map[go.shape.int]`). E.g. '/usr/bin/app:fmt.*'.
     pattern: String,
 }
 
@@ -78,13 +82,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut ebpf = ebpf::load(|loader| {
             loader.map_max_entries(COUNTS_MAP, functions.len() as u32);
         })?;
+        let mut attacher = Attacher::new(args.attach, lifetime.stop());
         let _attached = attach_sites(
+            &mut attacher,
             &mut ebpf,
             PROGRAM,
             located,
             &sites,
             process,
-            args.attach,
             args.verbose,
         )?;
         note_inlined_only(&functions, args.verbose);

@@ -32,6 +32,7 @@ use crate::{
     attach::{
         self,
         placement::{self, Placement},
+        Attacher,
     },
     ebpf, kernel,
     output::{
@@ -70,7 +71,8 @@ pub struct Args {
     /// One histogram per function.
     #[arg(short = 'F', long)]
     function: bool,
-    /// FUNC is a regular expression instead of a glob.
+    /// FUNC is a regular expression instead of a glob, anchored at the start
+    /// of names only, as bcc's -r (end it with $ to anchor the end).
     #[arg(short, long)]
     regexp: bool,
     /// Print each report as one JSON object per line.
@@ -82,7 +84,8 @@ pub struct Args {
     /// How to attach (see funccount).
     #[arg(long, value_enum, default_value_t, hide = true)]
     attach: attach::Choice,
-    /// [PATH:]FUNC, FUNC a glob over Go symbol names, e.g. '/usr/bin/app:main.work'.
+    /// [PATH:]FUNC, FUNC a glob over whole Go symbol names (see funccount
+    /// --help), e.g. '/usr/bin/app:main.work'.
     pattern: String,
 }
 
@@ -153,18 +156,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .override_global(UNIT_DIVISOR, &divisor, true)
                 .override_global(KEY_BY_STACK_POINTER, &by_stack_pointer, true);
         })?;
+        let mut attacher = Attacher::new(args.attach, lifetime.stop());
         let mut attached = Vec::new();
         // Returns first: a return seen before its entry probe existed is
         // merely unpaired, while an entry without its return probe would
         // leave a start behind.
         for (program, sites) in [(RETURN_PROGRAM, &exits), (ENTRY_PROGRAM, &entries)] {
             attached.push(attach_sites(
+                &mut attacher,
                 &mut ebpf,
                 program,
                 &target.located,
                 sites,
                 target.process,
-                args.attach,
                 args.verbose,
             )?);
         }

@@ -132,6 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "compiler": compiler,
             "go_version": go_version,
             "module": facts.build_info.as_ref().and_then(|b| b.main_path.as_deref()),
+            "cgo": facts.build_info.as_ref().and_then(|b| b.cgo),
             "abi": abi,
             "stripped": !facts.symbol_table,
             "symbols": symbols,
@@ -176,6 +177,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .and_then(|b| b.main_path.as_deref())
     {
         writeln!(out, "module:      {module}")?;
+    }
+    if let Some(cgo) = facts.build_info.as_ref().and_then(|b| b.cgo) {
+        writeln!(out, "cgo:         {}", yes_no(cgo))?;
     }
     writeln!(out, "abi:         {abi}")?;
     writeln!(out, "symbols:     {symbols}")?;

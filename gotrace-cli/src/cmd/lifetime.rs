@@ -37,6 +37,7 @@ pub enum Event {
 }
 
 pub struct Lifetime {
+    stop: crate::stop::Stop,
     interval: Option<Interval>,
     deadline: Option<Instant>,
     duration: Option<Duration>,
@@ -55,6 +56,8 @@ impl Lifetime {
         process: Option<Process>,
     ) -> anyhow::Result<Self> {
         let now = Instant::now();
+        // Before tokio's streams: both see every signal from here on.
+        let stop = crate::stop::Stop::on_signals(duration.map(|d| (now + d).into_std()))?;
         let signals = [
             SignalKind::interrupt(),
             SignalKind::terminate(),
@@ -75,6 +78,7 @@ impl Lifetime {
             })
             .transpose()?;
         Ok(Self {
+            stop,
             interval: interval.map(|i| interval_at(now + i, i)),
             deadline: duration.map(|d| now + d),
             duration,
@@ -82,6 +86,12 @@ impl Lifetime {
             target_exit,
             target_exe: process.and_then(|p| Some((p, p.executable()?))),
         })
+    }
+
+    /// Whether to stop now, for work that cannot wait for [`Lifetime::next`]
+    /// (attaching): a signal came, or `-d` ran out while attaching.
+    pub fn stop(&self) -> crate::stop::Stop {
+        self.stop.clone()
     }
 
     /// Restarts the `-i` and `-d` clocks: called once tracing has begun, so

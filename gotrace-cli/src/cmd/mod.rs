@@ -11,8 +11,7 @@ use anyhow::Context as _;
 use gotrace_common::probe::Cookie;
 
 use crate::{
-    attach::{self, Attached, Choice, Scope, Site},
-    ebpf,
+    attach::{self, Attacher, Link, Scope, Site},
     probe::pattern::Pattern,
     symbols::{self, Binary, Located},
     target::Process,
@@ -67,37 +66,43 @@ struct ProbeSite {
     describe: String,
 }
 
-/// Attaches `program` at `sites` of `target`, saying how with `-v`.
+/// Attaches `program` at `sites` of `target`, saying how with `-v`, and
+/// which sites the kernel refused.
 fn attach_sites(
+    attacher: &mut Attacher,
     ebpf: &mut aya::Ebpf,
     program: &str,
     target: &Located,
     sites: &[ProbeSite],
     process: Option<Process>,
-    choice: Choice,
     verbose: bool,
-) -> anyhow::Result<Attached> {
+) -> anyhow::Result<Link> {
     let request = attach::Request {
-        object: ebpf::object(),
         program,
         target: &target.path,
         sites: &sites.iter().map(|s| s.site).collect::<Vec<_>>(),
         scope: Scope::of(process),
-        choice,
     };
-    let attached = attach::uprobes(ebpf, &request, |i| sites[i].describe.clone())?;
+    let link = attacher.attach(ebpf, &request)?;
+    for dropped in &link.dropped {
+        eprintln!(
+            "gotrace: not probing {}: {}",
+            sites[dropped.index].describe,
+            dropped.reason()
+        );
+    }
     if verbose {
         eprintln!(
             "gotrace: {program}: {} probes in {}, {}",
-            sites.len(),
+            sites.len() - link.dropped.len(),
             target.display,
-            attached.method
+            link.method
         );
-        if let Some(reason) = &attached.fallback_reason {
+        if let Some(reason) = attacher.fallback_reason() {
             eprintln!("gotrace: uprobe_multi not used: {reason}");
         }
     }
-    Ok(attached)
+    Ok(link)
 }
 
 /// bcc's "Tracing N functions for ..." line, on stderr when stdout is JSON.

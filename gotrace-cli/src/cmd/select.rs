@@ -84,7 +84,19 @@ pub fn matching<'b>(
         }
     }
     let mut message = format!("no function in {shown_as} matches {:?}", pattern.func);
-    if let Some(suggestion) = closest(binary, &pattern.func) {
+    let inside = binary
+        .functions()
+        .iter()
+        .map(|f| f.name.as_str())
+        .chain(binary.inlined().iter().map(|s| s.name.as_str()))
+        .find(|name| pattern.matches_unanchored(name));
+    if let Some(name) = inside {
+        message += &format!(
+            " (-r anchors at the start of names, as bcc does; it matches inside {name:?}: \
+             write '.*{}')",
+            pattern.func
+        );
+    } else if let Some(suggestion) = closest(binary, &pattern.func) {
         message += &format!(" (did you mean {suggestion:?}?)");
     } else if binary.toolchain().is_some() {
         message += &format!(

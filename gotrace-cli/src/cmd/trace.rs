@@ -27,6 +27,7 @@ use crate::{
     attach::{
         self,
         placement::{self, RegisterSet},
+        Attacher,
     },
     ebpf,
     output::{
@@ -234,6 +235,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .override_global(FSBASE_OFFSET, &fsbase_offset, true)
                 .map_max_entries(EVENTS_MAP, RING_BYTES);
         })?;
+        let mut attacher = Attacher::new(args.attach, lifetime.stop());
         {
             let map = ebpf.map_mut(PROBES_MAP).context("map TRACE_PROBES missing")?;
             let mut specs: Array<&mut MapData, ProbeSpec> = Array::try_from(map)?;
@@ -244,12 +246,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut attached = Vec::new();
         for (target, sites) in targets.iter().zip(&sites) {
             attached.push(attach_sites(
+                &mut attacher,
                 &mut ebpf,
                 PROGRAM,
                 &target.located,
                 sites,
                 process,
-                args.attach,
                 args.verbose,
             )?);
         }
@@ -453,6 +455,12 @@ fn read_plan(
     want: Want,
     params: &mut Option<Option<Vec<crate::symbols::dwarf::Param>>>,
 ) -> anyhow::Result<(ArgSpec, Shown)> {
+    if want == Want::Go && !matches!(expr, ArgExpr::Named { .. }) {
+        bail!(
+            "{expr} is a bare machine word with no Go type, which %v needs: print it with \
+             %d, %x or %s, or name the parameter (with DWARF) to print it with %v"
+        );
+    }
     let text = want == Want::Text;
     // Unnamed words: 8 bytes, signed for %d as bcc has them.
     let word_shown = Shown {

@@ -2,22 +2,16 @@
 //! ARG is an argument expression, OP one of `== != < <= > >=`, and VALUE
 //! an integer (decimal, `0x` hex, negative) or a "string" (`==`/`!=`).
 //! Evaluated in the kernel, so they are limited to what the `trace`
-//! program does: up to four comparisons, all `&&` or all `||`.
+//! program does: up to four comparisons, all `&&` or all `||`. Read from
+//! the tokens of [`super::lexer`], so `&&` inside a string is text.
 
 use gotrace_common::trace::MAX_CONDITIONS;
 
-use super::spec::ArgExpr;
-
-/// A comparison operator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
+pub use super::lexer::Op;
+use super::{
+    arg::ArgExpr,
+    lexer::{self, Token},
+};
 
 /// The constant side of a comparison.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,25 +53,31 @@ pub enum FilterError {
     StringOrder(String),
     #[error("{0}")]
     Argument(String),
+    #[error("{0}")]
+    Lex(#[from] lexer::LexError),
 }
 
 impl std::str::FromStr for Filter {
     type Err = FilterError;
 
+    /// Parses a filter's inside (without its outer parentheses).
     fn from_str(text: &str) -> Result<Self, FilterError> {
-        let text = text.trim();
-        if text.is_empty() {
+        Filter::from_tokens(&lexer::tokenize(text)?)
+    }
+}
+
+impl Filter {
+    /// Parses the tokens between a filter's outer parentheses.
+    pub fn from_tokens(tokens: &[Token]) -> Result<Self, FilterError> {
+        if tokens.is_empty() {
             return Err(FilterError::Empty);
         }
-        let (ands, ors) = (text.contains("&&"), text.contains("||"));
+        let (ands, ors) = (tokens.contains(&Token::And), tokens.contains(&Token::Or));
         if ands && ors {
             return Err(FilterError::Mixed);
         }
-        let parts: Vec<&str> = if ors {
-            text.split("||").collect()
-        } else {
-            text.split("&&").collect()
-        };
+        let join = if ors { Token::Or } else { Token::And };
+        let parts: Vec<&[Token]> = tokens.split(|t| *t == join).collect();
         if parts.len() > MAX_CONDITIONS {
             return Err(FilterError::TooMany);
         }
@@ -92,39 +92,32 @@ impl std::str::FromStr for Filter {
     }
 }
 
-fn comparison(text: &str) -> Result<Comparison, FilterError> {
-    let text = text
-        .trim()
-        .trim_start_matches('(')
-        .trim_end_matches(')')
-        .trim();
-    const OPS: [(&str, Op); 6] = [
-        ("==", Op::Eq),
-        ("!=", Op::Ne),
-        ("<=", Op::Le),
-        (">=", Op::Ge),
-        ("<", Op::Lt),
-        (">", Op::Gt),
-    ];
-    let (at, symbol, op) = OPS
-        .iter()
-        .filter_map(|(symbol, op)| text.find(symbol).map(|at| (at, *symbol, *op)))
-        .min_by_key(|(at, symbol, _)| (*at, std::cmp::Reverse(symbol.len())))
-        .ok_or_else(|| FilterError::NotAComparison(text.to_owned()))?;
-    let arg = text[..at]
-        .trim()
+/// `ARG OP VALUE`, in parentheses or not.
+fn comparison(tokens: &[Token]) -> Result<Comparison, FilterError> {
+    let mut tokens = tokens;
+    while let [Token::Open, inner @ .., Token::Close] = tokens {
+        tokens = inner;
+    }
+    let shown = || tokens.iter().map(Token::text).collect::<Vec<_>>().join(" ");
+    let [Token::Word(arg), Token::Cmp(op), value] = tokens else {
+        return Err(FilterError::NotAComparison(shown()));
+    };
+    let arg = arg
         .parse::<ArgExpr>()
         .map_err(|e| FilterError::Argument(e.to_string()))?;
-    let raw = text[at + symbol.len()..].trim();
-    let value = if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-        if !matches!(op, Op::Eq | Op::Ne) {
-            return Err(FilterError::StringOrder(text.to_owned()));
+    let value = match value {
+        Token::Str(raw) if matches!(op, Op::Eq | Op::Ne) => Value::Str(lexer::unescape(raw)),
+        Token::Str(_) => return Err(FilterError::StringOrder(shown())),
+        Token::Word(word) => {
+            Value::Int(integer(word).ok_or_else(|| FilterError::BadValue(word.clone()))?)
         }
-        Value::Str(inner.to_owned())
-    } else {
-        Value::Int(integer(raw).ok_or_else(|| FilterError::BadValue(raw.to_owned()))?)
+        other => return Err(FilterError::BadValue(other.text())),
     };
-    Ok(Comparison { arg, op, value })
+    Ok(Comparison {
+        arg,
+        op: *op,
+        value,
+    })
 }
 
 fn integer(text: &str) -> Option<i64> {
@@ -184,5 +177,15 @@ mod tests {
             FilterError::StringOrder(_)
         ));
         assert!(matches!(err("1 == goarg1"), FilterError::Argument(_)));
+        assert!(matches!(err("a = 1"), FilterError::Lex(_)));
+    }
+
+    #[test]
+    fn strings_hold_anything() {
+        let f: Filter = r#"(name == "a&&b") && (path != "x || \"y\")")"#.parse().unwrap();
+        assert!(!f.any);
+        assert_eq!(f.comparisons[0].value, Value::Str("a&&b".into()));
+        assert_eq!(f.comparisons[1].value, Value::Str(r#"x || "y")"#.into()));
+        assert_eq!(f.comparisons[1].op, Op::Ne);
     }
 }

@@ -2,8 +2,13 @@
 //!
 //! FUNC is a glob over Go symbol names, which themselves contain `.`, `(`,
 //! `)`, `*`, `/` and `[`: only `*` (any run of characters) and `?` (one
-//! character) are special, everything else matches itself. With `-r` FUNC is
-//! a regular expression instead, anchored at both ends.
+//! character) are special, everything else (brackets too) matches itself,
+//! and the glob matches the whole name. A generic function's instances are
+//! named with their type arguments (`main.Map[go.shape.int]`,
+//! `main.(*List[go.shape.string]).Push`): a glob without brackets also
+//! matches names with their type arguments left out, so `main.Map` selects
+//! every instance. With `-r` FUNC is a regular expression instead,
+//! anchored at the start only, as bcc's `-r` is (`re.match`).
 
 use regex::Regex;
 
@@ -15,6 +20,12 @@ pub struct Pattern {
     /// The function part, as typed.
     pub func: String,
     matcher: Regex,
+    /// A glob without `[`: also matched against names without their type
+    /// arguments.
+    generic_blind: bool,
+    /// `-r`: the expression unanchored, to tell a user whose expression
+    /// matched nothing whether it would have matched inside names.
+    unanchored: Option<Regex>,
 }
 
 /// Errors in a pattern as typed.
@@ -48,7 +59,7 @@ impl Pattern {
             return Err(PatternError::NoFunction(text.to_owned()));
         }
         let source = if regex {
-            format!("^(?:{func})$")
+            format!("^(?:{func})")
         } else {
             glob_to_regex(func)
         };
@@ -66,13 +77,40 @@ impl Pattern {
             path: path.map(str::to_owned),
             func: func.to_owned(),
             matcher,
+            generic_blind: !regex && !func.contains('['),
+            unanchored: regex.then(|| Regex::new(func).ok()).flatten(),
         })
     }
 
     /// Whether the function part matches a symbol name.
     pub fn matches(&self, name: &str) -> bool {
         self.matcher.is_match(name)
+            || (self.generic_blind
+                && name.contains('[')
+                && self.matcher.is_match(&without_type_arguments(name)))
     }
+
+    /// With `-r`, whether the expression matches `name` anywhere (it is
+    /// anchored at the start).
+    pub fn matches_unanchored(&self, name: &str) -> bool {
+        self.unanchored.as_ref().is_some_and(|r| r.is_match(name))
+    }
+}
+
+/// `main.Map` of `main.Map[go.shape.int]`, `main.(*List).Push` of
+/// `main.(*List[go.shape.string]).Push`: every bracketed part removed.
+fn without_type_arguments(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    for c in name.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth > 0 => depth -= 1,
+            c if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Whether `part` is the prefix the Go linker puts before a `:` inside code
@@ -147,11 +185,34 @@ mod tests {
     }
 
     #[test]
+    fn generic_instances() {
+        let p = parse("main.Map");
+        assert!(p.matches("main.Map[go.shape.int,go.shape.string]"));
+        assert!(p.matches("main.Map[go.shape.int_0]"));
+        assert!(!p.matches("main.MapKeys[go.shape.int]"));
+        assert!(parse("main.(*List).Push").matches("main.(*List[go.shape.string]).Push"));
+        assert!(parse("main.(*List).*").matches("main.(*List[go.shape.int_0]).Push"));
+        // Brackets in the glob are literal, and then the name must have them.
+        let exact = parse("main.Map[go.shape.int]");
+        assert!(exact.matches("main.Map[go.shape.int]"));
+        assert!(!exact.matches("main.Map[go.shape.string]"));
+        assert_eq!(without_type_arguments("a.F[b.T[c.U]].G[x]"), "a.F.G");
+    }
+
+    #[test]
     fn regex_mode() {
-        let p = Pattern::parse("/bin/app:main\\.(add|sub)", true).unwrap();
+        let p = Pattern::parse("/bin/app:main\\.(add|sub)$", true).unwrap();
         assert!(p.matches("main.add"));
         assert!(p.matches("main.sub"));
         assert!(!p.matches("main.adder"));
+        // Anchored at the start only, as bcc's re.match.
+        let p = Pattern::parse("main\\.(add|sub)", true).unwrap();
+        assert!(p.matches("main.adder"));
+        assert!(!p.matches("xmain.add"));
+        let p = Pattern::parse("handleStream$", true).unwrap();
+        assert!(!p.matches("google.golang.org/grpc.(*Server).handleStream"));
+        assert!(p.matches_unanchored("google.golang.org/grpc.(*Server).handleStream"));
+        assert!(!parse("main.add").matches_unanchored("main.add"));
         let err = Pattern::parse("/bin/app:main.(", true).unwrap_err();
         assert!(matches!(err, PatternError::BadRegex { .. }), "{err:?}");
     }

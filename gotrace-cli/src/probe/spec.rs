@@ -1,14 +1,18 @@
 //! bcc trace's probe syntax:
 //! `[p:|r:][PATH:]FUNC [(FILTER)] ["FORMAT"[, ARG, ...]]`.
 //!
-//! Split as bpftrace splits attach points: the probe point up to the first
-//! blank, `(` or `"`; a filter in balanced parentheses (quotes respected);
-//! a quoted format; then comma-separated argument expressions. Each part
-//! has its own parser ([`super::format`], [`super::filter`], [`ArgExpr`]).
+//! Split as bpftrace splits attach points: the probe point by Go's symbol
+//! syntax, then the rest as tokens (both by [`super::lexer`]): a filter in
+//! balanced parentheses, a quoted format, then comma-separated argument
+//! expressions. Each part has its own parser ([`super::format`],
+//! [`super::filter`], [`ArgExpr`]).
 
+pub use super::arg::ArgExpr;
 use super::{
+    arg::ArgError,
     filter::{self, Filter},
     format::{self, Format},
+    lexer::{self, Token},
 };
 
 /// Entry (`p:`, the default) or return (`r:`) probe.
@@ -16,85 +20,6 @@ use super::{
 pub enum Kind {
     Entry,
     Return,
-}
-
-/// What an argument expression reads.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ArgExpr {
-    /// `goargN`: the N-th word (1-based) of the Go argument area.
-    GoArg(u32),
-    /// `argN`: the N-th C (System V) integer argument.
-    CArg(u32),
-    /// `retval` (1) or `retvalN`: the N-th result register.
-    Retval(u32),
-    /// A parameter named in DWARF, with optional field path (`req.Method`).
-    Named { name: String, fields: Vec<String> },
-}
-
-impl std::fmt::Display for ArgExpr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ArgExpr::GoArg(n) => write!(f, "goarg{n}"),
-            ArgExpr::CArg(n) => write!(f, "arg{n}"),
-            ArgExpr::Retval(n) => write!(f, "retval{n}"),
-            ArgExpr::Named { name, fields } => {
-                write!(f, "{name}")?;
-                fields.iter().try_for_each(|field| write!(f, ".{field}"))
-            }
-        }
-    }
-}
-
-impl std::str::FromStr for ArgExpr {
-    type Err = SpecError;
-
-    fn from_str(text: &str) -> Result<Self, SpecError> {
-        let text = text.trim();
-        let numbered = |prefix: &str| -> Option<Result<u32, SpecError>> {
-            let digits = text.strip_prefix(prefix)?;
-            if digits.is_empty() && prefix == "retval" {
-                return Some(Ok(1));
-            }
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            Some(match digits.parse::<u32>() {
-                Ok(n) if (1..=32).contains(&n) => Ok(n),
-                _ => Err(SpecError::BadArgument(
-                    text.to_owned(),
-                    "numbered from 1 to 32",
-                )),
-            })
-        };
-        if let Some(n) = numbered("goarg") {
-            return n.map(ArgExpr::GoArg);
-        }
-        if let Some(n) = numbered("retval") {
-            return n.map(ArgExpr::Retval);
-        }
-        if let Some(n) = numbered("arg") {
-            return n.map(ArgExpr::CArg);
-        }
-        let mut parts = text.split('.');
-        let name = parts.next().unwrap_or_default();
-        let fields: Vec<String> = parts.map(str::to_owned).collect();
-        let identifier = |s: &str| {
-            s.chars()
-                .next()
-                .is_some_and(|c| c.is_alphabetic() || c == '_')
-                && s.chars().all(|c| c.is_alphanumeric() || c == '_')
-        };
-        if !identifier(name) || !fields.iter().all(|f| identifier(f)) {
-            return Err(SpecError::BadArgument(
-                text.to_owned(),
-                "write goargN, argN, retval[N], or a parameter name (name.field)",
-            ));
-        }
-        Ok(ArgExpr::Named {
-            name: name.to_owned(),
-            fields,
-        })
-    }
 }
 
 /// A parsed probe.
@@ -119,8 +44,8 @@ pub enum SpecError {
     UnterminatedString(String),
     #[error("probe {0:?}: expected a \"FORMAT\" after the filter, found {1:?}")]
     ExpectedFormat(String, String),
-    #[error("bad argument {0:?}: {1}")]
-    BadArgument(String, &'static str),
+    #[error("{0}")]
+    BadArgument(ArgError),
     // The reasons are part of the message, not error sources: a source
     // would print twice in the one-line `{:#}` report.
     #[error("probe {probe:?}: {reason}")]
@@ -145,10 +70,7 @@ impl std::str::FromStr for Spec {
         if probe.is_empty() {
             return Err(SpecError::Empty);
         }
-        let point_end = probe
-            .find(|c: char| c.is_whitespace() || c == '(' || c == '"')
-            .unwrap_or(probe.len());
-        let (point, mut rest) = probe.split_at(point_end);
+        let (point, rest) = lexer::split_point(probe);
         let (kind, target) = match point.split_once(':') {
             Some(("p", target)) => (Kind::Entry, target),
             Some(("r", target)) => (Kind::Return, target),
@@ -157,44 +79,52 @@ impl std::str::FromStr for Spec {
         if target.is_empty() {
             return Err(SpecError::Empty);
         }
-        rest = rest.trim_start();
+        let tokens = lexer::tokenize(rest).map_err(|err| match err {
+            lexer::LexError::UnterminatedString => SpecError::UnterminatedString(probe.to_owned()),
+            reason => SpecError::Filter {
+                probe: probe.to_owned(),
+                reason: reason.into(),
+            },
+        })?;
+        let mut rest: &[Token] = &tokens;
         let mut filter = None;
-        if rest.starts_with('(') {
-            let end =
-                closing_paren(rest).ok_or_else(|| SpecError::UnbalancedFilter(probe.to_owned()))?;
-            let parsed = rest[1..end]
-                .parse::<Filter>()
-                .map_err(|reason| SpecError::Filter {
+        if let [Token::Open, ..] = rest {
+            let close =
+                closing(rest).ok_or_else(|| SpecError::UnbalancedFilter(probe.to_owned()))?;
+            let parsed =
+                Filter::from_tokens(&rest[1..close]).map_err(|reason| SpecError::Filter {
                     probe: probe.to_owned(),
                     reason,
                 })?;
             filter = Some(parsed);
-            rest = rest[end + 1..].trim_start();
+            rest = &rest[close + 1..];
         }
         let mut format = None;
         let mut args = Vec::new();
-        if !rest.is_empty() {
-            if !rest.starts_with('"') {
-                return Err(SpecError::ExpectedFormat(probe.to_owned(), rest.to_owned()));
-            }
-            let end = closing_quote(rest)
-                .ok_or_else(|| SpecError::UnterminatedString(probe.to_owned()))?;
-            let parsed = rest[1..end]
-                .parse::<Format>()
-                .map_err(|reason| SpecError::Format {
+        match rest {
+            [] => {}
+            [Token::Str(raw), after @ ..] => {
+                let parsed = raw.parse::<Format>().map_err(|reason| SpecError::Format {
                     probe: probe.to_owned(),
                     reason,
                 })?;
-            format = Some(parsed);
-            rest = rest[end + 1..].trim();
-            if !rest.is_empty() {
+                format = Some(parsed);
                 // bcc wants a comma after the format; gotrace's own examples
                 // (and the 2017 post's) leave it out. Both read the same.
-                let list = rest.strip_prefix(',').unwrap_or(rest);
-                args = list
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<Vec<ArgExpr>, _>>()?;
+                let list = match after {
+                    [Token::Comma, list @ ..] => list,
+                    list => list,
+                };
+                if !after.is_empty() {
+                    args = arguments(list)?;
+                }
+            }
+            [other, ..] => {
+                let found = rest.iter().map(Token::text).collect::<Vec<_>>().join(" ");
+                return Err(match other {
+                    Token::Close => SpecError::UnbalancedFilter(probe.to_owned()),
+                    _ => SpecError::ExpectedFormat(probe.to_owned(), found),
+                });
             }
         }
         let conversions = format.as_ref().map_or(0, Format::conversions);
@@ -217,37 +147,32 @@ impl std::str::FromStr for Spec {
     }
 }
 
-/// Index of the `)` closing the `(` at 0, skipping quoted strings.
-fn closing_paren(text: &str) -> Option<usize> {
-    let mut depth = 0;
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in text.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted => {
-                depth -= 1;
+/// `ARG, ARG, ...`: one word between commas.
+fn arguments(tokens: &[Token]) -> Result<Vec<ArgExpr>, SpecError> {
+    tokens
+        .split(|t| *t == Token::Comma)
+        .map(|part| match part {
+            [Token::Word(word)] => word.parse().map_err(SpecError::BadArgument),
+            other => {
+                let text = other.iter().map(Token::text).collect::<Vec<_>>().join(" ");
+                Err(SpecError::BadArgument(ArgError::NotAnArgument(text)))
+            }
+        })
+        .collect()
+}
+
+/// Index of the `)` closing the `(` at 0.
+fn closing(tokens: &[Token]) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            Token::Open => depth += 1,
+            Token::Close => {
+                depth = depth.checked_sub(1)?;
                 if depth == 0 {
                     return Some(i);
                 }
             }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Index of the `"` closing the `"` at 0.
-fn closing_quote(text: &str) -> Option<usize> {
-    let mut escaped = false;
-    for (i, c) in text.char_indices().skip(1) {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => return Some(i),
             _ => {}
         }
     }
@@ -342,17 +267,42 @@ mod tests {
     }
 
     #[test]
-    fn argument_names() {
-        assert_eq!("retval".parse::<ArgExpr>(), Ok(ArgExpr::Retval(1)));
-        assert_eq!("retval2".parse::<ArgExpr>(), Ok(ArgExpr::Retval(2)));
-        assert_eq!("arg6".parse::<ArgExpr>(), Ok(ArgExpr::CArg(6)));
-        assert_eq!(
-            "args".parse::<ArgExpr>(),
-            Ok(ArgExpr::Named {
-                name: "args".into(),
-                fields: vec![]
-            })
-        );
-        assert!("goarg99".parse::<ArgExpr>().is_err());
+    fn go_symbols_as_functions() {
+        let spec: Spec = "net/http.(*conn).serve".parse().unwrap();
+        assert_eq!(spec.target, "net/http.(*conn).serve");
+        assert!(spec.filter.is_none());
+        let spec: Spec = r#"p:/bin/app:net/http.(*conn).serve (goarg1 != 0) "%x", goarg1"#
+            .parse()
+            .unwrap();
+        assert_eq!(spec.target, "/bin/app:net/http.(*conn).serve");
+        assert_eq!(spec.filter.unwrap().comparisons.len(), 1);
+        for symbol in [
+            "main.main.func1",
+            "main.Map[go.shape.int,go.shape.string]",
+            "main.(*List[...]).Push",
+            "main.F[go.shape.struct { X int }]",
+            "type:.eq.main.T",
+            "go:fmt.Println",
+        ] {
+            let spec: Spec = format!(r#"{symbol} (n > 1) "%d", n"#).parse().unwrap();
+            assert_eq!(spec.target, symbol);
+            assert!(spec.filter.is_some(), "{symbol}");
+            assert_eq!(spec.args.len(), 1, "{symbol}");
+        }
+        // A filter right after the name still reads as one.
+        let spec: Spec = r#"main.f(n > 1) "%d", n"#.parse().unwrap();
+        assert_eq!(spec.target, "main.f");
+        assert!(spec.filter.is_some());
+    }
+
+    #[test]
+    fn quotes_are_respected_everywhere() {
+        let spec: Spec = r#"main.f (name == "a&&b" || name == "(x)") "%s, %d", name, n"#
+            .parse()
+            .unwrap();
+        let filter = spec.filter.unwrap();
+        assert!(filter.any);
+        assert_eq!(filter.comparisons.len(), 2);
+        assert_eq!(spec.args.len(), 2);
     }
 }

@@ -21,6 +21,8 @@ pub struct BuildInfo {
     pub go_version: String,
     /// The main module's path (`path` line), if recorded.
     pub main_path: Option<String>,
+    /// Whether cgo was on (`build CGO_ENABLED=...`, Go 1.18+), if recorded.
+    pub cgo: Option<bool>,
 }
 
 /// Why the blob could not be read.
@@ -63,22 +65,32 @@ pub fn parse<'a>(
         let version = string_at(16).ok_or(BuildInfoError::Truncated)?;
         (version, string_at(24).unwrap_or(&[]))
     };
+    let modinfo = module_info(modinfo);
+    let setting = |key: &str| {
+        modinfo.lines().find_map(|l| {
+            l.strip_prefix("build\t")?
+                .strip_prefix(key)?
+                .strip_prefix('=')
+        })
+    };
     Ok(BuildInfo {
         go_version: String::from_utf8_lossy(version).into_owned(),
-        main_path: main_path(modinfo),
+        main_path: modinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("path\t").map(str::to_owned)),
+        cgo: setting("CGO_ENABLED").map(|v| v == "1"),
     })
 }
 
-/// The `path` line of module info (`path\tcounter\nmod\t...`).
-fn main_path(modinfo: &[u8]) -> Option<String> {
+/// The text of module info (`path\tcounter\nmod\t...\nbuild\t...`),
+/// without the sentinels that frame it.
+fn module_info(modinfo: &[u8]) -> String {
     let text = if modinfo.len() >= 2 * SENTINEL {
         &modinfo[SENTINEL..modinfo.len() - SENTINEL]
     } else {
         modinfo
     };
-    String::from_utf8_lossy(text)
-        .lines()
-        .find_map(|l| l.strip_prefix("path\t").map(str::to_owned))
+    String::from_utf8_lossy(text).into_owned()
 }
 
 fn word(data: &[u8], offset: usize) -> Option<u64> {
@@ -129,6 +141,18 @@ mod tests {
         let info = parse(&blob, |_, _| None).unwrap();
         assert_eq!(info.go_version, "go1.27.3");
         assert_eq!(info.main_path.as_deref(), Some("counter"));
+        assert_eq!(info.cgo, None);
+    }
+
+    #[test]
+    fn cgo_setting() {
+        for (value, cgo) in [("1", Some(true)), ("0", Some(false))] {
+            let modinfo = format!(
+                "path\tapp\nbuild\t-compiler=gc\nbuild\tCGO_ENABLED={value}\nbuild\tGOOS=linux\n"
+            );
+            let info = parse(&inline_blob("go1.19.8", &framed(&modinfo)), |_, _| None).unwrap();
+            assert_eq!(info.cgo, cgo, "{modinfo}");
+        }
     }
 
     #[test]
