@@ -495,3 +495,40 @@ pub fn assert_one_line_error(out: &Output, needles: &[&str]) {
     assert_eq!(out.stdout, "", "nothing on stdout after an error");
     assert_eq!(residue(), Vec::<String>::new(), "programs left loaded");
 }
+
+/// The event lines of a `trace` run (after its header) as (function,
+/// message).
+pub fn trace_events(out: &Output) -> Vec<(String, String)> {
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("PID"))
+        .skip(1)
+        .filter(|l| !l.starts_with(' '))
+        .map(|l| {
+            // PID TID GOID COMM FUNC MESSAGE...
+            let rest: Vec<&str> = l.split_whitespace().skip(4).collect();
+            (rest[0].to_owned(), rest[1..].join(" "))
+        })
+        .collect()
+}
+
+/// The one JSON report of a `funclatency --json` run.
+pub fn latency_report(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stdout);
+    serde_json::from_str(lines[0]).expect("a JSON report")
+}
+
+/// The number after `name` in what a fixture printed (`calls: 10 ...`).
+pub fn said(output: &str, name: &str) -> u64 {
+    let words: Vec<&str> = output.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| *w == name)
+        .unwrap_or_else(|| panic!("{name} in {output}"));
+    words[at + 1]
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not followed by a number in {output}"))
+}

@@ -2,15 +2,7 @@
 //! own calls with time.Now(): both are printed, and the histograms must
 //! hold every call the fixture made, in the right buckets.
 
-use integration_tests::{Fixture, Go, Output, Tracer, Waiting};
-
-/// The one JSON report of a `--json` run.
-fn report(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "{out:?}");
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "{}", out.stdout);
-    serde_json::from_str(lines[0]).unwrap()
-}
+use integration_tests::{latency_report as report, said as field, Fixture, Go, Tracer, Waiting};
 
 /// Calls counted in buckets whose bounds lie within [low, high] ns.
 fn calls_between(function: &serde_json::Value, low: u64, high: u64) -> u64 {
@@ -32,15 +24,6 @@ fn trace(go: Go, func: &str, args: &[&str]) -> (String, serde_json::Value) {
     let report = report(&out);
     println!("fixture: {said}gotrace: {report}");
     (said, report)
-}
-
-fn field(said: &str, name: &str) -> u64 {
-    let words: Vec<&str> = said.split_whitespace().collect();
-    let at = words
-        .iter()
-        .position(|w| *w == name)
-        .unwrap_or_else(|| panic!("{name} in {said}"));
-    words[at + 1].parse().unwrap()
 }
 
 /// 8 goroutines call a function that sleeps 2 ms, 800 calls in all: the

@@ -4,7 +4,10 @@
 
 use std::process::Command;
 
-use integration_tests::{assert_one_line_error, run_gotrace, Fixture, Go, Output, Tracer, Waiting};
+use integration_tests::{
+    assert_one_line_error, run_gotrace, trace_events as events, Fixture, Go, Output, Tracer,
+    Waiting,
+};
 
 /// gccgo specializes small functions (`main.add.constprop.0`) at -O2 and
 /// calls a pure function once per loop; turn that off so the C-ABI
@@ -26,22 +29,6 @@ fn trace(fixture: &Fixture, options: &[&str], probes: &[String], calls: u32) -> 
     let tracer = Tracer::start(&args);
     fixture.run(&[&calls.to_string()]);
     tracer.stop(libc::SIGINT)
-}
-
-/// The event lines (after the header) as (function, message).
-fn events(out: &Output) -> Vec<(String, String)> {
-    assert!(out.status.success(), "{out:?}");
-    out.stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("PID"))
-        .skip(1)
-        .filter(|l| !l.starts_with(' '))
-        .map(|l| {
-            // PID TID GOID COMM FUNC MESSAGE...
-            let rest: Vec<&str> = l.split_whitespace().skip(4).collect();
-            (rest[0].to_owned(), rest[1..].join(" "))
-        })
-        .collect()
 }
 
 /// `[p:|r:]BINARY:text` for a probe on the fixture.
@@ -477,4 +464,35 @@ fn output_options() {
 
     let err = run_gotrace(&["trace", "-Z", "200", &probe(&args, "main.add")]);
     assert_one_line_error(&err, &["--string-size"]);
+}
+
+/// Probes in two binaries: each program is loaded once and attached to
+/// both, with either attach method (one perf event per site failed on the
+/// second binary when the program was loaded per binary).
+fn two_binaries(method: &str) {
+    let (a, b) = (build(Go::Go119), build(Go::Go127));
+    let out = {
+        let tracer = Tracer::start(&[
+            "trace",
+            "--attach",
+            method,
+            &probe(&a, r#"main.add "%d %d", goarg1, goarg2"#),
+            &probe(&b, r#"main.add "%d", goarg2"#),
+        ]);
+        a.run(&["2"]);
+        b.run(&["2"]);
+        tracer.stop(libc::SIGINT)
+    };
+    let messages: Vec<String> = events(&out).into_iter().map(|(_, m)| m).collect();
+    assert_eq!(messages, ["42 13", "42 13", "13", "13"], "{out:?}");
+}
+
+#[test]
+fn two_binaries_multi() {
+    two_binaries("multi");
+}
+
+#[test]
+fn two_binaries_perf() {
+    two_binaries("perf");
 }

@@ -21,6 +21,8 @@ use crate::{
     util::{output, root, run},
 };
 
+mod server;
+
 /// Calls of the probed function in the per-call overhead runs. The peers'
 /// entry probes cost ~14 us per call on this kind of VM, so 10M calls
 /// would take minutes each; 1M gives stable ns-per-call figures.
@@ -356,6 +358,9 @@ pub fn bench() -> anyhow::Result<()> {
         f64::from(EVENTS) / took.as_secs_f64(),
         rss.map_or("?".into(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0)),
     )?;
+
+    // 6. A real server's latency under gotrace.
+    report += &server::section(&gotrace, &dir)?;
 
     std::fs::create_dir_all(root().join("bench"))?;
     std::fs::write(root().join("bench/results.md"), &report)?;

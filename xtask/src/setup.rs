@@ -120,7 +120,9 @@ pub fn go_toolchains() -> anyhow::Result<GoToolchains> {
     })
 }
 
-/// bcc's tools, bpftrace and bpftool for side-by-side checks. bcc compiles
+/// bcc's tools, bpftrace and bpftool for side-by-side checks; Debian's
+/// prometheus (a real stripped cgo Go server, and later the exporter's
+/// scraper), curl and ab to drive it. bcc compiles
 /// at start and needs kernel headers, which this kernel does not ship:
 /// Debian's 6.1 headers are linked in (uprobe programs only use stable UAPI
 /// headers). bcc also needs tracefs mounted.
@@ -130,6 +132,9 @@ pub fn peers() -> anyhow::Result<()> {
         "bpfcc-tools",
         "bpftrace",
         "bpftool",
+        "prometheus",
+        "curl",
+        "apache2-utils",
         &format!("{HEADERS}-amd64"),
     ])?;
     let tracing = Path::new("/sys/kernel/tracing");

@@ -36,6 +36,9 @@ use crate::stop::Stop;
 /// How often attaching many sites one by one says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
+/// From this many sites on, attaching says what it is doing.
+const MANY: usize = 1000;
+
 /// Up to this many sites are released in place (a second or so); more go
 /// to the helper process.
 const RELEASE_IN_PLACE: usize = 8;
@@ -161,6 +164,13 @@ pub fn attach(
     let pmu = uprobe_pmu()?;
     let path = CString::new(target.as_os_str().as_bytes())
         .with_context(|| format!("{} contains a NUL byte", target.display()))?;
+    if sites.len() >= MANY {
+        eprintln!(
+            "gotrace: attaching {} probes one by one; the kernel releases such probes one at a \
+             time (about 0.1 s each on 6.18), in a gotrace-detach process after gotrace ends",
+            sites.len()
+        );
+    }
     let mut links = Links::default();
     let mut dropped = Vec::new();
     let mut said = Instant::now();

@@ -94,9 +94,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )?;
         note_inlined_only(&functions, args.verbose);
         lifetime.begin();
+        // Functions with no probe at all (refused) are not traced.
+        let probed: std::collections::BTreeSet<u32> = sites
+            .iter()
+            .map(|s| Cookie(s.site.cookie).function())
+            .collect();
         let banner = format!(
             "Tracing {} functions for \"{}\"... Hit Ctrl-C to end.",
-            functions.len(),
+            probed.len(),
             args.pattern
         );
         print_banner(&banner, args.json);
@@ -169,6 +174,25 @@ fn note_inlined_only(functions: &[Selected<'_>], verbose: bool) {
     }
 }
 
+/// Says what takes no probe because the kernel cannot probe it there: by
+/// name and reason for one (or with -v), as a count for many.
+fn note_refused(refused: &[String], verbose: bool) {
+    match refused {
+        [] => {}
+        [one] => eprintln!("gotrace: not counting {one}"),
+        many if verbose => {
+            for one in many {
+                eprintln!("gotrace: not counting {one}");
+            }
+        }
+        many => eprintln!(
+            "gotrace: not counting {} functions or inlined copies whose first instructions the \
+             kernel cannot probe (-v names them)",
+            many.len()
+        ),
+    }
+}
+
 /// One probe per out-of-line function, placed where it is cheapest and
 /// exact, and one at the first instruction of each inlined copy; all
 /// probes of one function share its counter (the cookie's index).
@@ -180,6 +204,7 @@ fn probe_sites(
 ) -> anyhow::Result<Vec<ProbeSite>> {
     let arch = target.binary.arch();
     let mut sites = Vec::new();
+    let mut refused = Vec::new();
     for (i, selected) in functions.iter().enumerate() {
         let mut add = |address: u64, flags: u32, describe: String| -> anyhow::Result<()> {
             sites.push(target.site(address, Cookie::new(i as u32, flags), describe)?);
@@ -203,7 +228,7 @@ fn probe_sites(
                         f.name.clone(),
                     )?;
                 }
-                Err(why) => eprintln!("gotrace: not counting {}: {why}", f.name),
+                Err(why) => refused.push(format!("{}: {why}", f.name)),
             }
         }
         for site in &selected.inlined {
@@ -212,10 +237,7 @@ fn probe_sites(
             let placement = match placed {
                 Ok(placement) => placement,
                 Err(why) => {
-                    eprintln!(
-                        "gotrace: not counting {describe} at {:#x}: {why}",
-                        site.address
-                    );
+                    refused.push(format!("{describe} at {:#x}: {why}", site.address));
                     continue;
                 }
             };
@@ -230,6 +252,7 @@ fn probe_sites(
             add(site.address + placement.offset, placement.flags, describe)?;
         }
     }
+    note_refused(&refused, verbose);
     if sites.is_empty() {
         bail!(
             "none of the functions matching {:?} can be probed",
