@@ -65,7 +65,7 @@ pub fn bench() -> anyhow::Result<()> {
     )?;
 
     // 1. Attach time.
-    writeln!(report, "## Attach and detach\n\nTime from start to the \"Tracing\" banner (gotrace, bcc: probes attached), then from SIGINT to exit. bpftrace prints nothing once attached, so it is timed over a whole `-c /bin/true` run (start, attach, detach), against gotrace's attach + detach. `{}` has {} functions; gotrace also probes their inlined copies, so it attaches more probes than functions asked.\n", big.display(), function_count(&gotrace, &big)?)?;
+    writeln!(report, "## Attach and detach\n\nTime from start to the \"Tracing\" banner (gotrace, bcc: probes attached), then from SIGINT to exit. bpftrace prints nothing once attached, so it is timed over a whole `-c /bin/true` run (start, attach, detach), against gotrace's attach + detach. `{}` has {} functions; gotrace also probes their inlined copies, so it attaches more probes than functions asked.\n", shown(&big), function_count(&gotrace, &big)?)?;
     writeln!(report, "| functions asked | gotrace probes | gotrace attach | gotrace detach | bcc attach | bpftrace start+attach+detach | gotrace / bcc (attach) | gotrace / bpftrace (total) |")?;
     writeln!(report, "|---|---|---|---|---|---|---|---|")?;
     let packages = packages(&gotrace, &big)?;
@@ -324,7 +324,7 @@ pub fn bench() -> anyhow::Result<()> {
         "\nAt the branch a call costs {} (funccount) and {} (trace) of what it costs at the first instruction. Over `{}`: {} functions have a stack check and take the cheap entry probe, {} without one begin with a `push` the kernel also emulates, {} (small leaves) keep a single-stepped one. The return side has no such instruction: of {} exits, {} are `ret` and only {} tail `jmp`s, and the instructions before a `ret` (`pop rbp`, `add rsp`) are single-stepped too, so every funclatency call pays one single-step (see above).",
         ratio_f(cost("funccount", "cheapest"), cost("funccount", "entry")),
         ratio_f(cost("trace", "cheapest"), cost("trace", "entry")),
-        big.display(),
+        shown(&big),
         c["entries_on_stack_check_branch"],
         c["entries_emulated"],
         c["entries_single_stepped"],
@@ -389,6 +389,15 @@ fn debian_hugo(dir: &Path) -> anyhow::Result<PathBuf> {
         run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
     }
     Ok(binary)
+}
+
+/// A path as the report shows it: relative to the repository, never the
+/// machine's own layout.
+fn shown(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 fn command(program: &Path, args: &[&str]) -> Command {

@@ -9,6 +9,10 @@ pub struct Row<'a> {
     pub count: u64,
 }
 
+/// bcc's width of the FUNC column; longer names widen it, so that counts
+/// stay aligned.
+const FUNC_WIDTH: usize = 36;
+
 /// Writes bcc funccount's table: a blank line, an optional `HH:MM:SS` line,
 /// the header, then functions with a non-zero count, fewest calls first
 /// (bcc's order; ties keep the order of `rows`).
@@ -21,9 +25,16 @@ pub fn write_table(
     if let Some(timestamp) = timestamp {
         writeln!(w, "{timestamp:<8}")?;
     }
-    writeln!(w, "{:<36} {:>8}", "FUNC", "COUNT")?;
-    for row in sorted(rows) {
-        writeln!(w, "{:<36} {:>8}", row.function, row.count)?;
+    let rows: Vec<&Row<'_>> = sorted(rows).collect();
+    let width = rows
+        .iter()
+        .map(|r| r.function.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(FUNC_WIDTH);
+    writeln!(w, "{:<width$} {:>8}", "FUNC", "COUNT")?;
+    for row in rows {
+        writeln!(w, "{:<width$} {:>8}", row.function, row.count)?;
     }
     Ok(())
 }
@@ -82,6 +93,28 @@ fmt.(*pp).doPrintln                         1\n\
 fmt.Fprintln                                2\n\
 main.add                               300000\n";
         assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn long_names_widen_the_column() {
+        let long = "github.com/prometheus/client_golang/prometheus.(*metricMap).getMetricWithHashAndLabelValues";
+        let rows = [
+            Row {
+                function: long,
+                count: 55,
+            },
+            Row {
+                function: "main.add",
+                count: 300000,
+            },
+        ];
+        let mut out = Vec::new();
+        write_table(&mut out, &rows, None).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        // Every count ends in the same column.
+        assert!(lines.iter().all(|l| l.len() == long.len() + 9), "{text}");
+        assert!(lines[0].starts_with("FUNC "), "{text}");
     }
 
     #[test]

@@ -99,19 +99,25 @@ fn comparison(tokens: &[Token]) -> Result<Comparison, FilterError> {
         tokens = inner;
     }
     let shown = || tokens.iter().map(Token::text).collect::<Vec<_>>().join(" ");
-    let [Token::Word(arg), Token::Cmp(op), value] = tokens else {
-        return Err(FilterError::NotAComparison(shown()));
+    let (arg, op, value) = match tokens {
+        [Token::Word(arg), Token::Cmp(op), value] => (arg, op, Some(value)),
+        [Token::Word(arg), Token::Cmp(op)] => (arg, op, None),
+        _ => return Err(FilterError::NotAComparison(shown())),
     };
     let arg = arg
         .parse::<ArgExpr>()
         .map_err(|e| FilterError::Argument(e.to_string()))?;
     let value = match value {
-        Token::Str(raw) if matches!(op, Op::Eq | Op::Ne) => Value::Str(lexer::unescape(raw)),
-        Token::Str(_) => return Err(FilterError::StringOrder(shown())),
-        Token::Word(word) => {
+        Some(Token::Str(raw)) if matches!(op, Op::Eq | Op::Ne) => Value::Str(lexer::unescape(raw)),
+        Some(Token::Str(_)) => return Err(FilterError::StringOrder(shown())),
+        Some(Token::Word(word)) => {
             Value::Int(integer(word).ok_or_else(|| FilterError::BadValue(word.clone()))?)
         }
-        other => return Err(FilterError::BadValue(other.text())),
+        other => {
+            return Err(FilterError::BadValue(
+                other.map(Token::text).unwrap_or_default(),
+            ))
+        }
     };
     Ok(Comparison {
         arg,
@@ -172,6 +178,7 @@ mod tests {
         assert_eq!(err("a==1&&b==1&&c==1&&d==1&&e==1"), FilterError::TooMany);
         assert!(matches!(err("goarg1"), FilterError::NotAComparison(_)));
         assert!(matches!(err("goarg1 == forty"), FilterError::BadValue(_)));
+        assert_eq!(err("goarg1 == "), FilterError::BadValue(String::new()));
         assert!(matches!(
             err(r#"name < "bob""#),
             FilterError::StringOrder(_)

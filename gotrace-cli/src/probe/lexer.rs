@@ -69,8 +69,9 @@ impl Token {
 /// What the tokenizer cannot read.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LexError {
+    /// The string opened at this byte offset never closes.
     #[error("unterminated string")]
-    UnterminatedString,
+    UnterminatedString(usize),
     #[error("unexpected {0:?} (operators are == != < <= > >= && ||)")]
     Unexpected(String),
 }
@@ -137,7 +138,7 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
                         _ => {}
                     }
                 }
-                let end = end.ok_or(LexError::UnterminatedString)?;
+                let end = end.ok_or(LexError::UnterminatedString(start))?;
                 Token::Str(text[start + 1..end].to_owned())
             }
             _ => {
@@ -229,7 +230,7 @@ mod tests {
             ]
         );
         assert_eq!(tokenize("a<b a<=b a>b a!=b").unwrap()[4], Cmp(Op::Le));
-        assert_eq!(tokenize("\"open"), Err(LexError::UnterminatedString));
+        assert_eq!(tokenize("a \"open"), Err(LexError::UnterminatedString(2)));
         assert!(tokenize("a = b").is_err());
         assert!(tokenize("a & b").is_err());
         assert_eq!(unescape(r#"a\"b\\c\n"#), "a\"b\\c\\n");

@@ -80,7 +80,13 @@ impl std::str::FromStr for Spec {
             return Err(SpecError::Empty);
         }
         let tokens = lexer::tokenize(rest).map_err(|err| match err {
-            lexer::LexError::UnterminatedString => SpecError::UnterminatedString(probe.to_owned()),
+            // A quote inside the filter swallowed its closing parenthesis.
+            lexer::LexError::UnterminatedString(at) if inside_parentheses(&rest[..at]) => {
+                SpecError::UnbalancedFilter(probe.to_owned())
+            }
+            lexer::LexError::UnterminatedString(_) => {
+                SpecError::UnterminatedString(probe.to_owned())
+            }
             reason => SpecError::Filter {
                 probe: probe.to_owned(),
                 reason: reason.into(),
@@ -161,6 +167,14 @@ fn arguments(tokens: &[Token]) -> Result<Vec<ArgExpr>, SpecError> {
         .collect()
 }
 
+/// Whether `text` (well-formed tokens) leaves a parenthesis open.
+fn inside_parentheses(text: &str) -> bool {
+    let tokens = lexer::tokenize(text).unwrap_or_default();
+    let opened = tokens.iter().filter(|t| **t == Token::Open).count();
+    let closed = tokens.iter().filter(|t| **t == Token::Close).count();
+    opened > closed
+}
+
 /// Index of the `)` closing the `(` at 0.
 fn closing(tokens: &[Token]) -> Option<usize> {
     let mut depth = 0usize;
@@ -234,6 +248,14 @@ mod tests {
         assert!(matches!(
             err(r#"main.f "%d"#),
             SpecError::UnterminatedString(_)
+        ));
+        assert!(matches!(
+            err(r#"main.f (a == 1) "%d"#),
+            SpecError::UnterminatedString(_)
+        ));
+        assert!(matches!(
+            err(r#"main.f (name == "x)"#),
+            SpecError::UnbalancedFilter(_)
         ));
         assert!(matches!(err(r#"main.f "%d""#), SpecError::Mismatch(..)));
         assert!(matches!(
