@@ -64,7 +64,7 @@ pub fn funclatency_entry(ctx: ProbeContext) -> u32 {
     // SAFETY: reads the monotonic clock; no arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(key) = stack_key(&ctx, cookie.function()) {
-        let _ = FUNCLATENCY_STARTS.insert(&key, &now, 0);
+        let _ = FUNCLATENCY_STARTS.insert(key, now, 0);
         return 0;
     }
     let Some(depth_key) = depth_key(&ctx, cookie) else {
@@ -72,7 +72,7 @@ pub fn funclatency_entry(ctx: ProbeContext) -> u32 {
     };
     let goid = depth_key.goid;
     // SAFETY: the value is copied out at once; LRU maps tolerate races.
-    let depth = unsafe { FUNCLATENCY_DEPTHS.get(&depth_key) }
+    let depth = unsafe { FUNCLATENCY_DEPTHS.get(depth_key) }
         .copied()
         .unwrap_or(0);
     let start_key = StartKey {
@@ -80,8 +80,8 @@ pub fn funclatency_entry(ctx: ProbeContext) -> u32 {
         function: cookie.function(),
         depth,
     };
-    if FUNCLATENCY_STARTS.insert(&start_key, &now, 0).is_ok() {
-        let _ = FUNCLATENCY_DEPTHS.insert(&depth_key, &(depth + 1), 0);
+    if FUNCLATENCY_STARTS.insert(start_key, now, 0).is_ok() {
+        let _ = FUNCLATENCY_DEPTHS.insert(depth_key, depth + 1, 0);
     }
     0
 }
@@ -94,9 +94,9 @@ pub fn funclatency_return(ctx: ProbeContext) -> u32 {
     let function = cookie.function();
     if let Some(key) = stack_key(&ctx, function) {
         // SAFETY: copied out at once.
-        match unsafe { FUNCLATENCY_STARTS.get(&key) }.copied() {
+        match unsafe { FUNCLATENCY_STARTS.get(key) }.copied() {
             Some(start) => {
-                let _ = FUNCLATENCY_STARTS.remove(&key);
+                let _ = FUNCLATENCY_STARTS.remove(key);
                 record(function, now.saturating_sub(start));
             }
             None => count(EVENT_UNPAIRED_RETURN),
@@ -108,7 +108,7 @@ pub fn funclatency_return(ctx: ProbeContext) -> u32 {
     };
     let goid = depth_key.goid;
     // SAFETY: copied out at once.
-    let depth = match unsafe { FUNCLATENCY_DEPTHS.get(&depth_key) }.copied() {
+    let depth = match unsafe { FUNCLATENCY_DEPTHS.get(depth_key) }.copied() {
         Some(depth) if depth > 0 => depth - 1,
         _ => {
             count(EVENT_UNPAIRED_RETURN);
@@ -116,9 +116,9 @@ pub fn funclatency_return(ctx: ProbeContext) -> u32 {
         }
     };
     if depth == 0 {
-        let _ = FUNCLATENCY_DEPTHS.remove(&depth_key);
+        let _ = FUNCLATENCY_DEPTHS.remove(depth_key);
     } else {
-        let _ = FUNCLATENCY_DEPTHS.insert(&depth_key, &depth, 0);
+        let _ = FUNCLATENCY_DEPTHS.insert(depth_key, depth, 0);
     }
     let start_key = StartKey {
         goid,
@@ -126,11 +126,11 @@ pub fn funclatency_return(ctx: ProbeContext) -> u32 {
         depth,
     };
     // SAFETY: copied out at once.
-    let Some(start) = (unsafe { FUNCLATENCY_STARTS.get(&start_key) }).copied() else {
+    let Some(start) = (unsafe { FUNCLATENCY_STARTS.get(start_key) }).copied() else {
         count(EVENT_LOST_START);
         return 0;
     };
-    let _ = FUNCLATENCY_STARTS.remove(&start_key);
+    let _ = FUNCLATENCY_STARTS.remove(start_key);
     record(function, now.saturating_sub(start));
     0
 }

@@ -131,6 +131,7 @@ fn read_arg(ctx: &pt_regs, arg: &ArgSpec, i: usize, event: &mut Event) {
         let at = first.wrapping_add(arg.offset);
         // SAFETY: bounded user reads that fail cleanly.
         let value = unsafe { bpf_probe_read_user(at as *const u64) };
+        // SAFETY: as above.
         let length = unsafe { bpf_probe_read_user((at + 8) as *const u64) };
         match (value, arg.kind) {
             // Two-word headers: string (pointer, length), slice (pointer,

@@ -72,6 +72,23 @@ pub fn build_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the suite's code checks need beyond rustfmt and clippy (which
+/// rustup's default profile brings): cargo-machete, for dependencies no
+/// code uses.
+pub fn check_tools() -> anyhow::Result<()> {
+    if !succeeds(Command::new("cargo-machete").arg("--version")) {
+        eprintln!("xtask: installing cargo-machete 0.9 (about 2 minutes, once)");
+        run(Command::new("cargo").args([
+            "install",
+            "cargo-machete",
+            "--version",
+            "^0.9",
+            "--locked",
+        ]))?;
+    }
+    Ok(())
+}
+
 /// cargo-fuzz, which drives libFuzzer for `cargo xtask fuzz` (on nightly,
 /// which the eBPF build already needs).
 pub fn fuzz_tools() -> anyhow::Result<()> {

@@ -1,5 +1,7 @@
 //! `cargo xtask test`: the whole suite, as CI runs it (`.ci/run`).
 //!
+//! First the code checks (formatting, clippy with warnings denied on the
+//! host crates and the eBPF crate, unused dependencies), which fail fast.
 //! Unit tests need nothing; the integration tests (crate `tests/`) load
 //! eBPF programs, so they need root, and build their Go fixtures with the
 //! toolchains named in the environment set here. The fuzz targets run last,
@@ -20,6 +22,8 @@ pub fn run_all(filter: &[String]) -> anyhow::Result<()> {
         bail!("the test suite loads eBPF programs into the kernel: run it as root");
     }
     let go = setup::all()?;
+    setup::check_tools()?;
+    checks()?;
     let gotrace = build::gotrace()?;
     run(Command::new(env!("CARGO")).current_dir(root()).args([
         "test",
@@ -56,4 +60,34 @@ pub fn run_all(filter: &[String]) -> anyhow::Result<()> {
         fuzz::run_all(seconds)?;
     }
     Ok(())
+}
+
+/// rustfmt, clippy (host crates, then the eBPF crate for its own target,
+/// as the aya template does) and cargo-machete, each failing the suite.
+fn checks() -> anyhow::Result<()> {
+    let cargo = || {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(root());
+        cmd
+    };
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    // The eBPF crate builds only for the BPF target, with nightly's
+    // build-std; rustup's cargo proxy picks the toolchain.
+    run(Command::new("cargo")
+        .current_dir(root().join("gotrace-ebpf"))
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .args([
+            "+nightly",
+            "clippy",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    run(Command::new("cargo-machete").arg(root()))
 }

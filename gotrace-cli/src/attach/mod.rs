@@ -252,7 +252,9 @@ impl Attacher {
         let mut links = Vec::new();
         let mut attached = 0;
         let mut dropped = Vec::new();
-        let mut pending = vec![0..sites.len()];
+        // Ranges of `sites` still to link, the next on top.
+        let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+        pending.push(0..sites.len());
         while let Some(range) = pending.pop() {
             if self.stop.requested() {
                 return Err(Interrupted {

@@ -203,6 +203,7 @@ fn load_btf(bytes: &[u8]) -> anyhow::Result<OwnedFd> {
     // SAFETY: a zeroed plain C union, then its BTF-load member; `bytes`
     // outlives the syscall.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: writing the BTF-load member of the zeroed union.
     unsafe {
         let load = &mut attr.__bindgen_anon_7;
         load.btf = bytes.as_ptr() as u64;

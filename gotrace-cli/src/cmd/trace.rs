@@ -190,8 +190,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             probe_spec.stack = u32::from(args.user_stack);
             probe_spec.pid = args.pid.unwrap_or(0);
             probe_spec.g_from = g_from(&target.binary, function);
-            let (addresses, probe_sites, moved) =
-                probe_sites(target, function, spec.kind, args.placement, probe_index)?;
+            let Placed {
+                addresses,
+                sites: probe_sites,
+                moved,
+            } = probe_sites(target, function, spec.kind, args.placement, probe_index)?;
             if let Some((clobbered, what)) = moved {
                 check_clobbered(&probe_spec, &spec.args, clobbered, what, &function.name)?;
                 if clobbered.contains(regs::R14) && probe_spec.g_from == G_IN_R14 {
@@ -623,11 +626,7 @@ fn probe_sites(
     kind: Kind,
     policy: placement::Policy,
     index: u32,
-) -> anyhow::Result<(
-    Vec<u64>,
-    Vec<ProbeSite>,
-    Option<(RegisterSet, &'static str)>,
-)> {
+) -> anyhow::Result<Placed> {
     let code = target.binary.code(function);
     let arch = target.binary.arch();
     let (addresses, flags, clobbered) = match kind {
@@ -677,7 +676,20 @@ fn probe_sites(
             )
         })
         .collect::<anyhow::Result<_>>()?;
-    Ok((addresses, sites, clobbered))
+    Ok(Placed {
+        addresses,
+        sites,
+        moved: clobbered,
+    })
+}
+
+/// Where a probe's sites went.
+struct Placed {
+    /// Link-time address of each site.
+    addresses: Vec<u64>,
+    sites: Vec<ProbeSite>,
+    /// What an entry probe moved past had overwritten, and what it was.
+    moved: Option<(RegisterSet, &'static str)>,
 }
 
 /// Prints events, tracking `-M` and the relative clock.
