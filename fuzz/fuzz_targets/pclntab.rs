@@ -2,7 +2,11 @@
 //! at, stripped ones included: every accessor must stay in bounds.
 #![no_main]
 
-use gotrace_cli::symbols::{inline, pclntab::Pclntab};
+use gotrace_cli::symbols::{
+    image::{Image, Segment},
+    inline,
+    pclntab::Pclntab,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// Bounds the walk over a table that claims millions of functions.
@@ -26,13 +30,16 @@ fuzz_target!(|data: &[u8]| {
                 let _ = record.funcdata(index);
             }
         }
-        let gofunc = |offset: u64, len| {
-            let start = usize::try_from(offset).ok()?;
-            data.get(start..start.checked_add(len)?)
-        };
-        let _ = inline::sites(&table, gofunc);
+        // The fuzzed bytes are also go:func.*, at address 0.
+        let segments = [Segment {
+            address: 0,
+            file_offset: 0,
+            file_size: data.len() as u64,
+        }];
+        let image = Image::new(data, &segments);
+        let _ = inline::sites(&table, &image, 0);
         for pc in [0x401000, 0x401020, 0x401100, u64::MAX] {
-            let _ = inline::frames_at(&table, gofunc, pc);
+            let _ = inline::frames_at(&table, &image, 0, pc);
         }
     }
 });

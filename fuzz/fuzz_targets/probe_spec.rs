@@ -2,7 +2,9 @@
 //! filters, format strings and argument lists; funccount patterns).
 #![no_main]
 
-use gotrace_cli::probe::{filter::Filter, format::Format, pattern::Pattern, spec::Spec};
+use gotrace_cli::probe::{
+    arg::ArgExpr, filter::Filter, format::Format, lexer, pattern::Pattern, spec::Spec,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
@@ -13,6 +15,10 @@ fuzz_target!(|text: &str| {
             let _ = format.values().count();
         }
     }
+    let (_point, rest) = lexer::split_point(text);
+    let _ = lexer::tokenize(rest);
+    let _ = lexer::unescape(text);
+    let _ = text.parse::<ArgExpr>();
     let _ = text.parse::<Format>();
     let _ = text.parse::<Filter>();
     for regexp in [false, true] {

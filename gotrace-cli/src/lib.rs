@@ -17,3 +17,4 @@ pub mod probe;
 pub mod stop;
 pub mod symbols;
 pub mod target;
+pub mod trace;

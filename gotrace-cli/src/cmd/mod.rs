@@ -44,20 +44,32 @@ impl Target {
 
     /// A probe at `address` with `cookie`, described for error messages.
     fn site(&self, address: u64, cookie: Cookie, describe: String) -> anyhow::Result<ProbeSite> {
-        let file_offset = self.binary.file_offset(address).with_context(|| {
-            format!(
-                "{describe} at {address:#x} lies in no loadable segment of {}",
-                self.located.display
-            )
-        })?;
-        Ok(ProbeSite {
-            site: Site {
-                file_offset,
-                cookie: cookie.0,
-            },
-            describe,
-        })
+        probe_site(&self.binary, &self.located, address, cookie, describe)
     }
+}
+
+/// A probe at `address` of `binary` with `cookie`, described for error
+/// messages.
+fn probe_site(
+    binary: &Binary,
+    located: &Located,
+    address: u64,
+    cookie: Cookie,
+    describe: String,
+) -> anyhow::Result<ProbeSite> {
+    let file_offset = binary.file_offset(address).with_context(|| {
+        format!(
+            "{describe} at {address:#x} lies in no loadable segment of {}",
+            located.display
+        )
+    })?;
+    Ok(ProbeSite {
+        site: Site {
+            file_offset,
+            cookie: cookie.0,
+        },
+        describe,
+    })
 }
 
 /// A probe site and what it probes, for error messages.

@@ -8,6 +8,8 @@
 //! lead to Go string headers elsewhere in the binary, which the caller
 //! resolves through `read`.
 
+use super::image::Image;
+
 const MAGIC: &[u8; 14] = b"\xff Go buildinf:";
 const FLAG_BIG_ENDIAN: u8 = 0x1;
 const FLAG_INLINE: u8 = 0x2;
@@ -36,12 +38,9 @@ pub enum BuildInfoError {
     Unsupported(u8),
 }
 
-/// Parses the blob at the start of `data`. `read(address, len)` returns
-/// `len` bytes of the binary at a virtual address, for the pre-1.18 layout.
-pub fn parse<'a>(
-    data: &'a [u8],
-    read: impl Fn(u64, usize) -> Option<&'a [u8]>,
-) -> Result<BuildInfo, BuildInfoError> {
+/// Parses the blob at the start of `data`; the pre-1.18 layout's pointers
+/// lead into `image`, the whole binary.
+pub fn parse(data: &[u8], image: &Image<'_>) -> Result<BuildInfo, BuildInfoError> {
     if data.get(..MAGIC.len()) != Some(MAGIC) {
         return Err(BuildInfoError::NoMagic);
     }
@@ -56,11 +55,13 @@ pub fn parse<'a>(
         if flags & FLAG_BIG_ENDIAN != 0 || ptr_size != 8 {
             return Err(BuildInfoError::Unsupported(ptr_size));
         }
-        let string_at = |pointer_offset: usize| -> Option<&'a [u8]> {
+        let string_at = |pointer_offset: usize| -> Option<&[u8]> {
             let header_address = word(data, pointer_offset)?;
-            let header = read(header_address, 16)?;
-            let (address, len) = (word(header, 0)?, word(header, 8)?);
-            read(address, usize::try_from(len).ok()?)
+            let (address, len) = (
+                image.u64_at(header_address)?,
+                image.u64_at(header_address.checked_add(8)?)?,
+            );
+            image.bytes_at(address, usize::try_from(len).ok()?)
         };
         let version = string_at(16).ok_or(BuildInfoError::Truncated)?;
         (version, string_at(24).unwrap_or(&[]))
@@ -116,6 +117,10 @@ fn varint_string(data: &[u8]) -> Option<(&[u8], &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::symbols::image::Segment;
+
+    /// An image with nothing in it.
+    const EMPTY: Image<'static> = Image::new(&[], &[]);
 
     fn inline_blob(version: &str, modinfo: &str) -> Vec<u8> {
         let mut blob = MAGIC.to_vec();
@@ -138,7 +143,7 @@ mod tests {
             "go1.27.3",
             &framed("path\tcounter\nmod\tcounter\t(devel)\t\n"),
         );
-        let info = parse(&blob, |_, _| None).unwrap();
+        let info = parse(&blob, &EMPTY).unwrap();
         assert_eq!(info.go_version, "go1.27.3");
         assert_eq!(info.main_path.as_deref(), Some("counter"));
         assert_eq!(info.cgo, None);
@@ -150,7 +155,7 @@ mod tests {
             let modinfo = format!(
                 "path\tapp\nbuild\t-compiler=gc\nbuild\tCGO_ENABLED={value}\nbuild\tGOOS=linux\n"
             );
-            let info = parse(&inline_blob("go1.19.8", &framed(&modinfo)), |_, _| None).unwrap();
+            let info = parse(&inline_blob("go1.19.8", &framed(&modinfo)), &EMPTY).unwrap();
             assert_eq!(info.cgo, cgo, "{modinfo}");
         }
     }
@@ -169,17 +174,21 @@ mod tests {
             headers.extend_from_slice(&address.to_le_bytes());
             headers.extend_from_slice(&len.to_le_bytes());
         }
-        let memory = |address: u64, len: usize| -> Option<&[u8]> {
-            let (base, bytes): (u64, &[u8]) = match address {
-                0x2000..=0x201f => (0x2000, &headers),
-                0x3000 => (0x3000, b"go1.16.5"),
-                0x4000 => (0x4000, modinfo.as_bytes()),
-                _ => return None,
-            };
-            let start = (address - base) as usize;
-            bytes.get(start..start + len)
+        // The file: headers, then the two strings, each a segment.
+        let mut file = headers.clone();
+        file.extend_from_slice(b"go1.16.5");
+        file.extend_from_slice(modinfo.as_bytes());
+        let segment = |address: u64, file_offset: usize, file_size: usize| Segment {
+            address,
+            file_offset: file_offset as u64,
+            file_size: file_size as u64,
         };
-        let info = parse(&blob, memory).unwrap();
+        let segments = [
+            segment(0x2000, 0, headers.len()),
+            segment(0x3000, headers.len(), 8),
+            segment(0x4000, headers.len() + 8, modinfo.len()),
+        ];
+        let info = parse(&blob, &Image::new(&file, &segments)).unwrap();
         assert_eq!(info.go_version, "go1.16.5");
         assert_eq!(info.main_path.as_deref(), Some("example.com/app"));
     }
@@ -188,16 +197,16 @@ mod tests {
     fn truncated_or_corrupt_never_panics() {
         let blob = inline_blob("go1.19.8", &framed("path\tx\n"));
         for len in 0..blob.len() {
-            let _ = parse(&blob[..len], |_, _| None);
+            let _ = parse(&blob[..len], &EMPTY);
         }
         for at in 0..blob.len() {
             for byte in [0x00, 0x02, 0x7f, 0x80, 0xff] {
                 let mut bad = blob.clone();
                 bad[at] = byte;
-                let _ = parse(&bad, |_, _| None);
+                let _ = parse(&bad, &EMPTY);
             }
         }
-        assert_eq!(parse(b"nothing", |_, _| None), Err(BuildInfoError::NoMagic));
+        assert_eq!(parse(b"nothing", &EMPTY), Err(BuildInfoError::NoMagic));
     }
 
     proptest::proptest! {
@@ -210,11 +219,10 @@ mod tests {
             let mut blob = MAGIC.to_vec();
             blob.extend_from_slice(&[8, flags]);
             blob.extend_from_slice(&body);
-            let memory = body.clone();
-            let _ = parse(&blob, |address, len| {
-                let start = usize::try_from(address % 512).ok()?;
-                memory.get(start..start.checked_add(len)?)
-            });
+            // The body mapped at 0 and at every address its pointers may
+            // name, as far as its length goes.
+            let segments = [Segment { address: 0, file_offset: 0, file_size: u64::MAX }];
+            let _ = parse(&blob, &Image::new(&body, &segments));
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Facts read from DWARF when a binary has it: the layout of runtime types
 //! whose field offsets change across Go versions.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, collections::HashMap};
 
 use object::{Object as _, ObjectSection as _};
 
@@ -145,10 +145,14 @@ const GO_KIND_INTERFACE: u64 = 20;
 /// Pointer levels resolved for field access (`req.URL.Path` needs 2).
 const POINTER_DEPTH: u32 = 2;
 
-/// The parameters and results of `function`, in declaration order, when
-/// DWARF describes it.
-pub fn parameters(object: &object::File<'_>, function: &str) -> Option<Vec<Param>> {
-    let sections = sections(object)?;
+/// The parameters and results, in declaration order, of each of
+/// `functions` that DWARF describes: one pass over the DWARF, whatever the
+/// number of functions.
+pub fn parameters(object: &object::File<'_>, functions: &[&str]) -> HashMap<String, Vec<Param>> {
+    let mut found = HashMap::new();
+    let Some(sections) = sections(object) else {
+        return found;
+    };
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
     // Go puts types in the runtime's unit and refers to them from others.
     let mut units = Vec::new();
@@ -162,18 +166,22 @@ pub fn parameters(object: &object::File<'_>, function: &str) -> Option<Vec<Param
         dwarf: &dwarf,
         units: &units,
     };
+    let wanted: std::collections::HashSet<&[u8]> = functions.iter().map(|f| f.as_bytes()).collect();
     for (u, unit) in units.iter().enumerate() {
         let mut entries = unit.entries();
         let mut depth = 0isize;
-        let mut inside: Option<isize> = None;
-        let mut params = Vec::new();
+        // The wanted function being read: its name, depth, parameters.
+        let mut inside: Option<(String, isize, Vec<Param>)> = None;
         while let Ok(Some((delta, entry))) = entries.next_dfs() {
             depth += delta;
-            if let Some(function_depth) = inside {
-                if depth <= function_depth {
-                    return Some(params);
+            if let Some((_, function_depth, _)) = &inside {
+                if depth <= *function_depth {
+                    let (name, _, params) = inside.take().expect("inside");
+                    found.entry(name).or_insert(params);
                 }
-                if depth == function_depth + 1 && entry.tag() == gimli::DW_TAG_formal_parameter {
+            }
+            if let Some((_, function_depth, params)) = &mut inside {
+                if depth == *function_depth + 1 && entry.tag() == gimli::DW_TAG_formal_parameter {
                     let name =
                         string_attr(&dwarf, unit, entry, gimli::DW_AT_name).unwrap_or_default();
                     let result = matches!(
@@ -192,17 +200,27 @@ pub fn parameters(object: &object::File<'_>, function: &str) -> Option<Vec<Param
                         result,
                     });
                 }
-            } else if entry.tag() == gimli::DW_TAG_subprogram
-                && has_name(&dwarf, unit, entry, function)
-            {
-                inside = Some(depth);
+            } else if entry.tag() == gimli::DW_TAG_subprogram {
+                let name = entry
+                    .attr_value(gimli::DW_AT_name)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| dwarf.attr_string(unit, v).ok())
+                    .map(|s| s.slice());
+                if let Some(name) = name.filter(|n| wanted.contains(n)) {
+                    inside = Some((
+                        String::from_utf8_lossy(name).into_owned(),
+                        depth,
+                        Vec::new(),
+                    ));
+                }
             }
         }
-        if inside.is_some() {
-            return Some(params);
+        if let Some((name, _, params)) = inside.take() {
+            found.entry(name).or_insert(params);
         }
     }
-    None
+    found
 }
 
 /// Go describes `interface{}` with `runtime.eface` (no itab) and every

@@ -4,7 +4,7 @@ use object::{
     Object as _, ObjectSection as _, ObjectSegment as _, ObjectSymbol as _, SectionKind, SymbolKind,
 };
 
-use super::{Function, Segment};
+use super::{image::Segment, Function};
 
 /// Function symbols of `.symtab` and `.dynsym` that point into code, sorted
 /// by address. Aliases (several names for one address) keep the first name

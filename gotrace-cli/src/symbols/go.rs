@@ -6,6 +6,7 @@ use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
 use super::{
     buildinfo,
+    image::Image,
     inline::{self, InlinedSite},
     moduledata::ModuleData,
     pclntab::{read_uint, Pclntab},
@@ -180,27 +181,17 @@ impl InlineTables {
     pub(super) fn table<'d>(&self, file: &'d [u8]) -> Option<Pclntab<'d>> {
         Pclntab::parse(file.get(self.table.clone())?, self.text_start).ok()
     }
-
-    /// A reader of `go:func.*` by offset, through `read` (bytes at a
-    /// virtual address).
-    pub(super) fn gofunc<'d>(
-        &self,
-        read: impl Fn(u64, usize) -> Option<&'d [u8]>,
-    ) -> impl Fn(u64, usize) -> Option<&'d [u8]> {
-        let gofunc = self.gofunc;
-        move |offset: u64, len| read(gofunc.checked_add(offset)?, len)
-    }
 }
 
 /// The inlined call sites of a gc binary (Go 1.18+).
-pub(super) fn inlined_sites<'d>(
+pub(super) fn inlined_sites(
     tables: &InlineTables,
-    file: &'d [u8],
-    read: impl Fn(u64, usize) -> Option<&'d [u8]>,
+    file: &[u8],
+    image: &Image<'_>,
 ) -> Vec<InlinedSite> {
     tables
         .table(file)
-        .map(|table| inline::sites(&table, tables.gofunc(read)))
+        .map(|table| inline::sites(&table, image, tables.gofunc))
         .unwrap_or_default()
 }
 
@@ -222,14 +213,14 @@ pub(super) fn types_base(object: &object::File<'_>) -> Option<u64> {
         .map(|s| s.address())
 }
 
-/// The `.go.buildinfo` of a gc binary; `read` reads bytes at a virtual
-/// address (the pre-1.18 layout points elsewhere in the binary).
-pub(super) fn build_info<'a>(
-    object: &object::File<'a>,
-    read: impl Fn(u64, usize) -> Option<&'a [u8]>,
+/// The `.go.buildinfo` of a gc binary (the pre-1.18 layout points
+/// elsewhere in the binary `image`).
+pub(super) fn build_info(
+    object: &object::File<'_>,
+    image: &Image<'_>,
 ) -> Option<buildinfo::BuildInfo> {
     let data = object.section_by_name(".go.buildinfo")?.data().ok()?;
-    buildinfo::parse(data, read).ok()
+    buildinfo::parse(data, image).ok()
 }
 
 /// How a function receives its arguments.

@@ -16,7 +16,10 @@
 
 use std::collections::BTreeMap;
 
-use super::pclntab::{read_uint, PcFunc, Pclntab, Version};
+use super::{
+    image::Image,
+    pclntab::{read_uint, PcFunc, Pclntab, Version},
+};
 
 const PCDATA_INL_TREE_INDEX: usize = 2;
 const FUNCDATA_INL_TREE: usize = 3;
@@ -40,11 +43,14 @@ struct Tree<'a> {
 }
 
 impl<'a> Tree<'a> {
-    /// The tree of `function`, if it has inlined calls (Go 1.18+ tables).
+    /// The tree of `function`, if it has inlined calls (Go 1.18+ tables),
+    /// whose entries are in `image` at `gofunc` (`go:func.*`) plus the
+    /// funcdata's offset.
     fn of(
         table: &Pclntab<'a>,
         function: &PcFunc<'a>,
-        gofunc: &impl Fn(u64, usize) -> Option<&'a [u8]>,
+        image: &Image<'_>,
+        gofunc: u64,
     ) -> Option<Tree<'a>> {
         let entry_size = match table.version {
             Version::Go118 => 20,
@@ -60,7 +66,7 @@ impl<'a> Tree<'a> {
             .filter(|&(start, end, _)| start < end && end <= function.end)
             .collect();
         let count = ranges.iter().map(|r| r.2).max().filter(|&m| m >= 0)? as usize + 1;
-        let bytes = gofunc(u64::from(tree), count * entry_size)?;
+        let bytes = image.bytes_at(gofunc.checked_add(u64::from(tree))?, count * entry_size)?;
         let index_at = |pc: u64| {
             ranges
                 .iter()
@@ -102,16 +108,13 @@ impl<'a> Tree<'a> {
     }
 }
 
-/// Every inlined call site of the table's functions, in address order.
-/// `gofunc(offset, len)` reads `len` bytes at `offset` from `go:func.*`.
-/// Tables older than Go 1.18 give none.
-pub fn sites<'a>(
-    table: &Pclntab<'a>,
-    gofunc: impl Fn(u64, usize) -> Option<&'a [u8]>,
-) -> Vec<InlinedSite> {
+/// Every inlined call site of the table's functions, in address order;
+/// the trees are in `image` at `gofunc` (`go:func.*`). Tables older than
+/// Go 1.18 give none.
+pub fn sites(table: &Pclntab<'_>, image: &Image<'_>, gofunc: u64) -> Vec<InlinedSite> {
     let mut sites = Vec::new();
     for function in table.functions() {
-        let Some(tree) = Tree::of(table, &function, &gofunc) else {
+        let Some(tree) = Tree::of(table, &function, image, gofunc) else {
             continue;
         };
         // The first instruction of each inlined call: the lowest pc owned by
@@ -141,16 +144,12 @@ pub fn sites<'a>(
 
 /// The calls inlined at `pc`, innermost first, then the function that
 /// holds the code: the frames a stack walk sees as one.
-pub fn frames_at<'a>(
-    table: &Pclntab<'a>,
-    gofunc: impl Fn(u64, usize) -> Option<&'a [u8]>,
-    pc: u64,
-) -> Vec<&'a str> {
+pub fn frames_at<'a>(table: &Pclntab<'a>, image: &Image<'_>, gofunc: u64, pc: u64) -> Vec<&'a str> {
     let Some(function) = table.function_containing(pc) else {
         return Vec::new();
     };
     let mut frames = Vec::new();
-    if let Some(tree) = Tree::of(table, &function, &gofunc) {
+    if let Some(tree) = Tree::of(table, &function, image, gofunc) {
         let index = tree
             .ranges
             .iter()

@@ -3,13 +3,14 @@
 //! built it.
 //!
 //! Each source of function names is its own module (`elf` for `.symtab` /
-//! `.dynsym`); [`Binary::open`] merges them so callers never care where a
-//! name came from.
+//! `.dynsym`); [`Binary::open`] (a file) and [`Binary::parse`] (bytes)
+//! merge them so callers never care where a name came from.
 
 pub mod buildinfo;
 pub mod dwarf;
 mod elf;
 mod go;
+pub mod image;
 pub mod inline;
 mod locate;
 mod moduledata;
@@ -17,6 +18,7 @@ pub mod pclntab;
 pub mod types;
 
 use std::{
+    collections::HashMap,
     fs::File,
     path::{Path, PathBuf},
 };
@@ -25,6 +27,7 @@ use memmap2::Mmap;
 use object::Object as _;
 
 use crate::arch::Arch;
+use image::{Image, Segment};
 
 pub use go::{abi, Abi, Toolchain};
 pub use locate::{locate, Located};
@@ -40,13 +43,6 @@ pub struct Function {
     pub size: u64,
 }
 
-fn file_offset(segments: &[Segment], address: u64) -> Option<u64> {
-    segments.iter().find_map(|s| {
-        let delta = address.checked_sub(s.address)?;
-        (delta < s.file_size).then(|| s.file_offset.checked_add(delta))?
-    })
-}
-
 /// Where a binary's function names came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FunctionSource {
@@ -54,14 +50,6 @@ pub enum FunctionSource {
     SymbolTable,
     /// Go's `.gopclntab`, for binaries stripped of `.symtab`.
     Pclntab,
-}
-
-/// A loadable segment: how a range of virtual addresses sits in the file.
-#[derive(Clone, Copy, Debug)]
-struct Segment {
-    address: u64,
-    file_offset: u64,
-    file_size: u64,
 }
 
 /// Errors found while reading a binary, each naming what was wrong with it.
@@ -86,9 +74,26 @@ pub enum SymbolError {
     },
 }
 
-/// A binary opened for tracing; its bytes are mapped, not copied.
+/// A binary's bytes: mapped from its file, or handed over.
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(map) => map,
+            Bytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// A binary opened for tracing.
 pub struct Binary {
-    data: Mmap,
+    data: Bytes,
     arch: Arch,
     functions: Vec<Function>,
     source: FunctionSource,
@@ -117,7 +122,7 @@ pub struct Facts {
 }
 
 impl Binary {
-    /// Maps `path` and reads its function table.
+    /// Maps `path` (not copied) and reads its function table.
     pub fn open(path: &Path) -> Result<Self, SymbolError> {
         let io = |source| SymbolError::Io {
             path: path.to_owned(),
@@ -130,6 +135,16 @@ impl Binary {
         // SAFETY: the mapping is read-only; a binary rewritten under us while
         // tracing is already undefined for uprobes themselves.
         let data = unsafe { Mmap::map(&file) }.map_err(io)?;
+        Self::from_bytes(Bytes::Mapped(data), path)
+    }
+
+    /// Reads a binary held in memory (tests, fuzzing), as `open` reads a
+    /// file; `bytes` are copied.
+    pub fn parse(bytes: &[u8]) -> Result<Self, SymbolError> {
+        Self::from_bytes(Bytes::Owned(bytes.to_vec()), Path::new("(bytes)"))
+    }
+
+    fn from_bytes(data: Bytes, path: &Path) -> Result<Self, SymbolError> {
         let not_elf = || SymbolError::NotElf {
             path: path.to_owned(),
         };
@@ -156,22 +171,19 @@ impl Binary {
         }
         let segments = elf::segments(&object);
         let toolchain = go::detect(&object);
-        let read = |address: u64, len: usize| {
-            let start = usize::try_from(file_offset(&segments, address)?).ok()?;
-            data.get(start..start.checked_add(len)?)
-        };
+        let image = Image::new(&data, &segments);
         let inline_tables = pclntab
             .as_ref()
             .and_then(|t| go::InlineTables::find(&object, t));
         let inlined = inline_tables
             .as_ref()
-            .map(|tables| go::inlined_sites(tables, &data, read))
+            .map(|tables| go::inlined_sites(tables, &data, &image))
             .unwrap_or_default();
         let types_base = (toolchain == Some(Toolchain::Gc))
             .then(|| go::types_base(&object))
             .flatten();
         let facts = Facts {
-            build_info: go::build_info(&object, read),
+            build_info: go::build_info(&object, &image),
             compiler_comment: elf::comment(&object),
             symbol_table: object.symbol_table().is_some(),
             dwarf: [".debug_info", ".zdebug_info"]
@@ -219,10 +231,15 @@ impl Binary {
         self.toolchain
     }
 
+    /// The binary's bytes by virtual address.
+    pub fn image(&self) -> Image<'_> {
+        Image::new(&self.data, &self.segments)
+    }
+
     /// The file offset of a virtual address, which is what a uprobe is
     /// attached by. `None` when no loadable segment holds the address.
     pub fn file_offset(&self, address: u64) -> Option<u64> {
-        file_offset(&self.segments, address)
+        self.image().file_offset(address)
     }
 
     /// Where the goroutine id sits in `runtime.g`, for keying per-goroutine
@@ -241,10 +258,13 @@ impl Binary {
         go::goid_offset_for(version).map(|offset| (offset, "Go version table"))
     }
 
-    /// The parameters and results of `function` from DWARF, if described.
-    pub fn parameters(&self, function: &str) -> Option<Vec<dwarf::Param>> {
-        let object = object::File::parse(&*self.data).ok()?;
-        dwarf::parameters(&object, function)
+    /// The parameters and results of each of `functions` that DWARF
+    /// describes, read in one pass over the binary's DWARF.
+    pub fn parameters(&self, functions: &[&str]) -> HashMap<String, Vec<dwarf::Param>> {
+        object::File::parse(&*self.data)
+            .ok()
+            .map(|object| dwarf::parameters(&object, functions))
+            .unwrap_or_default()
     }
 
     /// The function whose code holds `address`.
@@ -268,10 +288,7 @@ impl Binary {
 
     /// The virtual address a file offset is loaded at.
     pub fn address_of_file_offset(&self, offset: u64) -> Option<u64> {
-        self.segments.iter().find_map(|s| {
-            let delta = offset.checked_sub(s.file_offset)?;
-            (delta < s.file_size.max(1)).then(|| s.address.checked_add(delta))?
-        })
+        self.image().address_of_file_offset(offset)
     }
 
     /// Version, stripping, DWARF and PIE facts.
@@ -291,8 +308,7 @@ impl Binary {
     pub fn frames_at(&self, pc: u64) -> Vec<&str> {
         if let Some(tables) = &self.inline_tables {
             if let Some(table) = tables.table(&self.data) {
-                let gofunc = tables.gofunc(|at, len| self.bytes_at(at, len));
-                return inline::frames_at(&table, gofunc, pc);
+                return inline::frames_at(&table, &self.image(), tables.gofunc, pc);
             }
         }
         self.function_at(pc)
@@ -303,23 +319,12 @@ impl Binary {
     /// The Go type whose descriptor is at link-time `address` (an
     /// interface's dynamic type), if this is a gc binary and it is one.
     pub fn go_type(&self, address: u64) -> Option<types::GoType> {
-        types::decode(|at, len| self.bytes_at(at, len), self.types_base?, address)
-    }
-
-    /// Exactly `len` bytes of the file at virtual `address`.
-    fn bytes_at(&self, address: u64, len: usize) -> Option<&[u8]> {
-        let bytes = self.code_at(address, len as u64);
-        (bytes.len() == len).then_some(bytes)
+        types::decode(&self.image(), self.types_base?, address)
     }
 
     /// Up to `len` bytes of machine code from `address` (fewer at the end of
     /// the file, none outside it).
     pub fn code_at(&self, address: u64, len: u64) -> &[u8] {
-        let Some(start) = self.file_offset(address) else {
-            return &[];
-        };
-        let start = start as usize;
-        let end = start.saturating_add(len as usize).min(self.data.len());
-        self.data.get(start..end).unwrap_or(&[])
+        self.image().code_at(address, len)
     }
 }

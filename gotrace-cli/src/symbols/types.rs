@@ -8,7 +8,7 @@
 //! struct's descriptor goes on with `PkgPath` (a name pointer) and the
 //! `Fields` slice of (name pointer, type pointer, offset) triples.
 
-use super::pclntab::read_uint;
+use super::{image::Image, pclntab::read_uint};
 
 const SIZE_AT: usize = 0;
 const TFLAG_AT: usize = 20;
@@ -99,13 +99,10 @@ impl Kind {
     }
 }
 
-/// Decodes the descriptor at `address`; `types` is the base name offsets
-/// count from, `read(address, len)` reads the binary.
-pub fn decode<'d>(
-    read: impl Fn(u64, usize) -> Option<&'d [u8]>,
-    types: u64,
-    address: u64,
-) -> Option<GoType> {
+/// Decodes the descriptor at `address` of `image`; `types` is the base
+/// name offsets count from.
+pub fn decode(image: &Image<'_>, types: u64, address: u64) -> Option<GoType> {
+    let read = |address: u64, len: usize| image.bytes_at(address, len);
     let descriptor = read(address, DESCRIPTOR_LEN)?;
     let size = read_uint(descriptor, SIZE_AT, 8)?;
     let tflag = descriptor[TFLAG_AT];
@@ -117,7 +114,7 @@ pub fn decode<'d>(
         name.remove(0);
     }
     let fields = if kind_byte & KIND_MASK == KIND_STRUCT {
-        fields(&read, address).unwrap_or_default()
+        fields(image, address).unwrap_or_default()
     } else {
         Vec::new()
     };
@@ -132,10 +129,8 @@ pub fn decode<'d>(
 
 /// The fields of the struct type described at `address`; `None` when a
 /// pointer on the way leads nowhere (a PIE's, before relocation).
-fn fields<'d>(
-    read: &impl Fn(u64, usize) -> Option<&'d [u8]>,
-    address: u64,
-) -> Option<Vec<FieldType>> {
+fn fields(image: &Image<'_>, address: u64) -> Option<Vec<FieldType>> {
+    let read = |address: u64, len: usize| image.bytes_at(address, len);
     let slice = read(address.checked_add(FIELDS_AT as u64)?, 16)?;
     let (array, count) = (read_uint(slice, 0, 8)?, read_uint(slice, 8, 8)?);
     if count > FIELDS_MAX {
@@ -180,6 +175,7 @@ fn name<'d>(head: &[u8], whole: impl Fn(usize) -> Option<&'d [u8]>) -> Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::symbols::image::Segment;
 
     const TYPES: u64 = 0x1000;
 
@@ -198,18 +194,21 @@ mod tests {
         data
     }
 
-    fn read<'d>(data: &'d [u8]) -> impl Fn(u64, usize) -> Option<&'d [u8]> + 'd {
-        move |address, len| {
-            let start = usize::try_from(address.checked_sub(TYPES)?).ok()?;
-            data.get(start..start.checked_add(len)?)
-        }
+    /// `data` loaded at TYPES.
+    fn decoded(data: &[u8], address: u64) -> Option<GoType> {
+        let segments = [Segment {
+            address: TYPES,
+            file_offset: 0,
+            file_size: data.len() as u64,
+        }];
+        decode(&Image::new(data, &segments), TYPES, address)
     }
 
     #[test]
     fn names_kinds_and_direct_values() {
         let int = image(2, 0, "int", 8);
         assert_eq!(
-            decode(read(&int), TYPES, 0x1100),
+            decoded(&int, 0x1100),
             Some(GoType {
                 name: "int".into(),
                 kind: Kind::Int {
@@ -222,21 +221,12 @@ mod tests {
             })
         );
         // Go 1.19 marks direct values in the kind byte, Go 1.26+ in tflag.
-        let old = decode(
-            read(&image(22 | DIRECT_IFACE, 0, "*main.T", 8)),
-            TYPES,
-            0x1100,
-        )
-        .unwrap();
-        let new = decode(read(&image(22, DIRECT_IFACE, "*main.T", 8)), TYPES, 0x1100).unwrap();
+        let old = decoded(&image(22 | DIRECT_IFACE, 0, "*main.T", 8), 0x1100).unwrap();
+        let new = decoded(&image(22, DIRECT_IFACE, "*main.T", 8), 0x1100).unwrap();
         assert_eq!((old.kind, old.direct), (Kind::Reference, true));
         assert_eq!(old, new);
         // The shared "*T" name of a named type T.
-        let named = decode(
-            read(&image(25, TFLAG_EXTRA_STAR, "*main.Point", 16)),
-            TYPES,
-            0x1100,
-        );
+        let named = decoded(&image(25, TFLAG_EXTRA_STAR, "*main.Point", 16), 0x1100);
         assert_eq!(named.map(|t| t.name), Some("main.Point".into()));
     }
 
@@ -267,7 +257,7 @@ mod tests {
         put(&mut data, 0x200 + SIZE_AT, 4);
         data[0x240 + KIND_AT] = 24; // string
         put(&mut data, 0x240 + SIZE_AT, 16);
-        let t = decode(read(&data), TYPES, 0x1100).unwrap();
+        let t = decoded(&data, 0x1100).unwrap();
         assert_eq!(t.kind, Kind::Composite);
         assert_eq!(
             t.fields,
@@ -292,7 +282,7 @@ mod tests {
         // A field table pointer that leads nowhere (an unrelocated PIE's)
         // leaves the type without fields, still named.
         put(&mut data, 0x100 + FIELDS_AT, 0);
-        let t = decode(read(&data), TYPES, 0x1100).unwrap();
+        let t = decoded(&data, 0x1100).unwrap();
         assert_eq!((t.name.as_str(), t.fields.len()), ("main.T", 0));
     }
 
@@ -300,12 +290,12 @@ mod tests {
     fn garbage_is_not_a_type() {
         let mut bad = image(2, 0, "int", 8);
         bad[0x11] = 0; // empty name
-        assert_eq!(decode(read(&bad), TYPES, 0x1100), None);
+        assert_eq!(decoded(&bad, 0x1100), None);
         let mut control = image(2, 0, "in\u{7}", 8);
         control[0x100 + KIND_AT] = 2;
-        assert_eq!(decode(read(&control), TYPES, 0x1100), None);
-        assert_eq!(decode(read(&image(0, 0, "x", 8)), TYPES, 0x1100), None);
-        assert_eq!(decode(read(&[]), TYPES, 0x1100), None);
-        assert_eq!(decode(read(&image(2, 0, "int", 8)), TYPES, u64::MAX), None);
+        assert_eq!(decoded(&control, 0x1100), None);
+        assert_eq!(decoded(&image(0, 0, "x", 8), 0x1100), None);
+        assert_eq!(decoded(&[], 0x1100), None);
+        assert_eq!(decoded(&image(2, 0, "int", 8), u64::MAX), None);
     }
 }
