@@ -11,6 +11,7 @@ pub mod attach;
 pub mod cmd;
 pub mod ebpf;
 pub mod kernel;
+pub mod latency;
 pub mod output;
 pub mod privilege;
 pub mod probe;

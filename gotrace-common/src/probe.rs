@@ -58,10 +58,6 @@ impl Cookie {
     }
 }
 
-/// x86 EFLAGS bits the stack-check branch depends on (`JBE` jumps when CF or
-/// ZF is set). Read by the entry programs from `pt_regs.flags`.
-pub const EFLAGS_CF_ZF: u64 = 0x41;
-
 /// Global (`u64`) set by `gotrace-cli` before load: the byte offset of
 /// `goid` in `runtime.g` (0: unknown, goroutine ids read as 0). Read by
 /// every program that names goroutines (funclatency, trace).

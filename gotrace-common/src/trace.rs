@@ -47,35 +47,13 @@ pub const MAX_FRAMES: usize = 32;
 pub const MAX_PROBES: u32 = 64;
 
 /// Where a value is: `LOCATION_REGISTER | index` names the `index`-th
-/// `u64` of x86-64 `pt_regs` (see [`regs`]), `LOCATION_STACK | offset` the
-/// word at `RSP + offset`.
+/// `u64` of the architecture's `pt_regs` (see [`crate::arch`]),
+/// `LOCATION_STACK | offset` the word at the stack pointer + `offset`.
 pub const LOCATION_REGISTER: u32 = 1 << 16;
 /// See [`LOCATION_REGISTER`].
 pub const LOCATION_STACK: u32 = 2 << 16;
 /// Masks the kind out of a location.
 pub const LOCATION_KIND: u32 = 0xffff << 16;
-
-/// Indexes of x86-64 `struct pt_regs` fields, in `u64`s.
-pub mod regs {
-    pub const R15: u32 = 0;
-    pub const R14: u32 = 1;
-    pub const R13: u32 = 2;
-    pub const R12: u32 = 3;
-    pub const RBP: u32 = 4;
-    pub const RBX: u32 = 5;
-    pub const R11: u32 = 6;
-    pub const R10: u32 = 7;
-    pub const R9: u32 = 8;
-    pub const R8: u32 = 9;
-    pub const RAX: u32 = 10;
-    pub const RCX: u32 = 11;
-    pub const RDX: u32 = 12;
-    pub const RSI: u32 = 13;
-    pub const RDI: u32 = 14;
-    pub const RSP: u32 = 19;
-    /// Number of `u64`s in `pt_regs`.
-    pub const COUNT: u32 = 21;
-}
 
 /// An argument slot is unused.
 pub const ARG_NONE: u32 = 0;

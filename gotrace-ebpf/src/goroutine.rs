@@ -10,7 +10,7 @@ use aya_ebpf::{
     helpers::{bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_get_current_task},
     programs::ProbeContext,
 };
-use gotrace_common::probe::G_TLS_OFFSET;
+use gotrace_common::{funclatency::G_STACK_HI_OFFSET, probe::G_TLS_OFFSET};
 
 // Set by gotrace-cli before load: `gotrace_common::probe::FSBASE_OFFSET`.
 #[unsafe(no_mangle)]
@@ -20,17 +20,23 @@ static FSBASE_OFFSET: u64 = 0;
 #[unsafe(no_mangle)]
 static GOID_OFFSET: u64 = 0;
 
-/// The id of the running goroutine, whose g is in thread-local storage
-/// when `in_tls`, else in R14. `None` when g cannot be read.
+/// The running goroutine's g, from thread-local storage when `in_tls`,
+/// else from R14. `None` when it cannot be read.
 #[inline(always)]
-pub fn current_id(ctx: &ProbeContext, in_tls: bool) -> Option<u64> {
+pub fn current_g(ctx: &ProbeContext, in_tls: bool) -> Option<u64> {
     let g = if in_tls {
         g_from_tls()?
     } else {
-        // SAFETY: `regs` points at the pt_regs the kernel passed to this uprobe.
-        unsafe { (*ctx.regs).r14 }
+        crate::arch::context_g(ctx)
     };
-    goid_of(g)
+    (g != 0).then_some(g)
+}
+
+/// The top of the stack of the goroutine whose g is at `g`.
+#[inline(always)]
+pub fn stack_hi(g: u64) -> Option<u64> {
+    // SAFETY: bpf_probe_read_user checks the address and fails cleanly.
+    unsafe { bpf_probe_read_user((g + G_STACK_HI_OFFSET) as *const u64) }.ok()
 }
 
 /// The goroutine id of the g at `g`. `None` for a null g, an unknown

@@ -2,12 +2,13 @@
 //! filter, send the event. Every user-memory read is bounded and may fail
 //! (then the argument is marked unreadable); nothing is trusted.
 
+use crate::arch::{self, Registers};
 use aya_ebpf::{
-    bindings::{pt_regs, BPF_F_USER_STACK},
+    bindings::BPF_F_USER_STACK,
     cty::c_void,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_stack, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        bpf_probe_read_user, bpf_probe_read_user_str_bytes,
         generated::{bpf_get_attach_cookie, bpf_loop, bpf_probe_read_user as probe_read_user_raw},
     },
     macros::{map, uprobe},
@@ -18,7 +19,7 @@ use aya_ebpf::{
 use gotrace_common::{
     probe::Cookie,
     trace::{
-        is_two_words, regs, unreadable_bit, ArgSpec, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
+        is_two_words, unreadable_bit, ArgSpec, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
         ARG_INTERFACE, ARG_SLICE, ARG_STRING_SLICE, ARG_WORD, G_IN_R14, G_IN_TLS, IFACE_DATA_AT,
         IFACE_TEXT_AT, IFACE_TEXT_MAX, IFACE_TYPE_AT, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER,
         LOCATION_STACK, MAX_ARGS, MAX_CONDITIONS, MAX_FRAMES, MAX_PROBES, OP_EQ, OP_GE, OP_GT,
@@ -64,15 +65,12 @@ pub fn trace(ctx: ProbeContext) -> u32 {
         }
         return 0;
     };
-    // The context only allows loads at constant offsets, and registers are
-    // picked by index: work on a copy.
-    // SAFETY: `ctx.regs` is the kernel's pt_regs of this hit.
-    let Ok(mut regs) = (unsafe { bpf_probe_read_kernel(ctx.regs as *const pt_regs) }) else {
+    let Some(mut regs) = arch::registers(&ctx) else {
         entry.discard(0);
         return 0;
     };
     if cookie.flags() & Cookie::FLAG_AFTER_XCHG_RAX_R8 != 0 {
-        core::mem::swap(&mut regs.rax, &mut regs.r8);
+        arch::undo_xchg_rax_r8(&mut regs);
     }
     let event = entry.as_mut_ptr();
     // SAFETY: `event` points at a reserved, exclusively owned ring buffer
@@ -84,10 +82,10 @@ pub fn trace(ctx: ProbeContext) -> u32 {
         (*event).tid = tid;
         (*event).probe = cookie.function();
         (*event).site = u32::from(cookie.site());
-        (*event).ip = regs.rip;
+        (*event).ip = arch::instruction_pointer(&regs);
         (*event).comm = bpf_get_current_comm().unwrap_or_default();
         let g = match spec.g_from {
-            G_IN_R14 => Some(regs.r14),
+            G_IN_R14 => Some(arch::g(&regs)),
             G_IN_TLS => crate::goroutine::g_from_tls(),
             _ => None,
         };
@@ -108,7 +106,7 @@ pub fn trace(ctx: ProbeContext) -> u32 {
                 BPF_F_USER_STACK as u64,
             );
             (*event).stack_bytes = got.max(0) as u32;
-            (*event).return_address = bpf_probe_read_user(regs.rsp as *const u64).unwrap_or(0);
+            (*event).return_address = arch::return_address(&regs);
         }
     }
     entry.submit(0);
@@ -117,7 +115,7 @@ pub fn trace(ctx: ProbeContext) -> u32 {
 
 /// Reads argument `i` into the event's value and string slots.
 #[inline(always)]
-fn read_arg(ctx: &pt_regs, arg: &ArgSpec, i: usize, event: &mut Event) {
+fn read_arg(ctx: &Registers, arg: &ArgSpec, i: usize, event: &mut Event) {
     if arg.kind == 0 {
         return;
     }
@@ -290,41 +288,17 @@ fn read_interface(type_word: u64, data: u64, itab_type_at: u32, i: usize, event:
 
 /// The value at a location: a saved register, or a word on the stack.
 #[inline(always)]
-fn location(ctx: &pt_regs, location: u32) -> Option<u64> {
+fn location(ctx: &Registers, location: u32) -> Option<u64> {
     let index = location & !LOCATION_KIND;
     match location & LOCATION_KIND {
-        LOCATION_REGISTER => register(ctx, index),
+        LOCATION_REGISTER => arch::register(ctx, index),
         LOCATION_STACK => {
-            let rsp = register(ctx, regs::RSP)?;
+            let sp = arch::stack_pointer(ctx);
             // SAFETY: bounded user read that fails cleanly.
-            unsafe { bpf_probe_read_user((rsp + u64::from(index)) as *const u64) }.ok()
+            unsafe { bpf_probe_read_user((sp + u64::from(index)) as *const u64) }.ok()
         }
         _ => None,
     }
-}
-
-/// A saved register by `pt_regs` index, from the stack copy.
-#[inline(always)]
-fn register(r: &pt_regs, index: u32) -> Option<u64> {
-    Some(match index {
-        regs::R15 => r.r15,
-        regs::R14 => r.r14,
-        regs::R13 => r.r13,
-        regs::R12 => r.r12,
-        regs::RBP => r.rbp,
-        regs::RBX => r.rbx,
-        regs::R11 => r.r11,
-        regs::R10 => r.r10,
-        regs::R9 => r.r9,
-        regs::R8 => r.r8,
-        regs::RAX => r.rax,
-        regs::RCX => r.rcx,
-        regs::RDX => r.rdx,
-        regs::RSI => r.rsi,
-        regs::RDI => r.rdi,
-        regs::RSP => r.rsp,
-        _ => return None,
-    })
 }
 
 /// What `condition_at` works on and what it has found so far.

@@ -88,9 +88,19 @@ impl Fixture {
         Self::build_with(name, go, &[])
     }
 
+    /// Builds `tests/fixtures/NAME` with `go` (gc) for another
+    /// architecture (`GOARCH`), without cgo.
+    pub fn build_for(name: &str, go: Go, goarch: &str) -> Fixture {
+        Self::build_env(name, go, &[], &[("GOARCH", goarch), ("CGO_ENABLED", "0")])
+    }
+
     /// Builds `tests/fixtures/NAME` with `go`, passing `flags` to the
     /// compiler driver (`go build` or `gccgo`).
     pub fn build_with(name: &str, go: Go, flags: &[&str]) -> Fixture {
+        Self::build_env(name, go, flags, &[])
+    }
+
+    fn build_env(name: &str, go: Go, flags: &[&str], env: &[(&str, &str)]) -> Fixture {
         let source = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures")
             .join(name);
@@ -100,6 +110,7 @@ impl Fixture {
             .expect("creating a temporary directory");
         let binary = dir.path().join(name);
         let mut cmd = Command::new(go.compiler());
+        cmd.envs(env.iter().copied());
         match go {
             Go::Go119 | Go::Go127 => {
                 cmd.current_dir(&source)
@@ -429,15 +440,13 @@ pub fn fixture_counts(output: &str) -> BTreeMap<String, u64> {
 /// polls for up to two seconds before reporting what remains.
 pub fn residue() -> Vec<String> {
     // Program names as bpftool shows them: the function's name from BTF
-    // when the program was loaded with it, else the kernel's 15 characters.
-    const OURS: &[&str] = &[
-        "funccount",
-        "funclatency_entry",
-        "funclatency_return",
-        "funclatency_ent",
-        "funclatency_ret",
-        "trace",
-    ];
+    // when the program was loaded with it, else the kernel's first 15
+    // characters.
+    let ours = |name: &str| {
+        gotrace_common::names::PROGRAMS
+            .iter()
+            .any(|p| *p == name || p.get(..15) == Some(name))
+    };
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let out = Command::new("bpftool")
@@ -452,7 +461,7 @@ pub fn residue() -> Vec<String> {
             .into_iter()
             .flatten()
             .filter_map(|p| p["name"].as_str())
-            .filter(|name| OURS.contains(name))
+            .filter(|name| ours(name))
             .map(str::to_owned)
             .collect();
         if left.is_empty() || Instant::now() > deadline {

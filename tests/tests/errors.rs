@@ -241,6 +241,24 @@ fn bad_inputs_of_the_other_tools() {
 }
 
 /// Without root or CAP_BPF+CAP_PERFMON: exit 77 and say which are needed.
+/// A 32-bit x86 Go program runs on this kernel, but its code is not
+/// x86-64 code: placing probes by x86-64 rules would put them inside
+/// instructions. Every tool refuses it by name.
+#[test]
+fn other_architectures() {
+    let hello = Fixture::build_for("hello", Go::Go127, "386");
+    let bin = hello.binary.display().to_string();
+    for args in [
+        vec!["funccount".to_owned(), format!("{bin}:main.*")],
+        vec!["funclatency".to_owned(), format!("{bin}:main.main")],
+        vec!["trace".to_owned(), format!("{bin}:main.main")],
+        vec!["info".to_owned(), bin.clone()],
+    ] {
+        let out = run_gotrace(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_one_line_error(&out, &[&bin, "32-bit x86 (i386)", "x86-64 programs only"]);
+    }
+}
+
 #[test]
 fn no_privilege() {
     let counter = Fixture::build("counter", Go::Go119);

@@ -100,7 +100,7 @@ pub fn result_word(arch: Arch, convention: Convention, n: u32) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gotrace_common::trace::regs;
+    use gotrace_common::arch::x86_64::regs;
 
     const X86: Arch = Arch::X86_64;
 

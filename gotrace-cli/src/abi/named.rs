@@ -270,7 +270,7 @@ pub fn resolve(
 mod tests {
     use super::*;
     use crate::symbols::dwarf::Field;
-    use gotrace_common::trace::regs;
+    use gotrace_common::arch::x86_64::regs;
 
     fn param(name: &str, shape: Shape) -> Param {
         Param {

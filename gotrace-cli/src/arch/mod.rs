@@ -88,6 +88,10 @@ pub struct Registers {
     pub c_arguments: &'static [u32],
     /// The C ABI's integer results.
     pub c_results: &'static [u32],
+    /// Where gc's register ABI keeps the current g.
+    pub g: u32,
+    /// The stack pointer.
+    pub stack_pointer: u32,
 }
 
 /// A register as a location the kernel programs read.

@@ -155,6 +155,21 @@ pub fn exits(arch: Arch, code: &[u8], address: u64) -> Vec<Exit> {
     }
 }
 
+/// Where a call inlined into the function `code` (at `address`) ends, its
+/// copy's code being `body` and its first instruction `entry` (see the
+/// architecture's `inlined_exits`).
+pub fn inlined_exits(
+    arch: Arch,
+    code: &[u8],
+    address: u64,
+    body: &[(u64, u64)],
+    entry: u64,
+) -> Result<Vec<Exit>, Unprobeable> {
+    match arch {
+        Arch::X86_64 => crate::arch::x86_64::placement::inlined_exits(code, address, body, entry),
+    }
+}
+
 /// What a hit of a probe on the instruction at the start of `code` costs.
 pub fn cost(arch: Arch, code: &[u8]) -> Cost {
     match arch {

@@ -5,42 +5,38 @@
 //! is one, so a call whose stack grows is timed once); returns are probed
 //! on every `ret` and tail jump of the function, found by decoding it,
 //! because the return addresses uretprobes plant crash Go's stack copier.
+//! Inlined copies are timed from their first instruction to wherever
+//! control leaves them (see `crate::latency::plan`).
 
 use std::{cell::OnceCell, io::Write as _, time::Duration};
 
 use anyhow::{bail, Context as _};
-use aya::maps::{HashMap, MapData, PerCpuArray};
 use gotrace_common::{
     funclatency::{
-        StartKey, DEPTHS_MAP, ENTRY_PROGRAM, EVENTS, EVENTS_MAP, EVENT_LOST_START, EVENT_NO_GOID,
-        EVENT_UNPAIRED_RETURN, HISTOGRAM_MAP, KEY_BY_STACK_POINTER, MAX_OPEN_CALLS, RETURN_PROGRAM,
-        SLOTS, STARTS_MAP, STATS_MAP, STATS_PER_FUNCTION, UNIT_DIVISOR,
+        ENTRY_PROGRAM, EVENT_NO_GOID, EVENT_UNPAIRED_RETURN, KEY_BY_STACK_POINTER, LATENCY_MAP,
+        MAX_OPEN_CALLS, RETURN_PROGRAM, STARTS_MAP, UNIT_DIVISOR,
     },
-    probe::{Cookie, FSBASE_OFFSET, GOID_OFFSET},
-    trace::regs,
+    probe::{FSBASE_OFFSET, GOID_OFFSET},
 };
 
 use super::{
     attach_sites, event_loop,
     lifetime::{Event, Lifetime},
-    note_end, parse_seconds, print_banner,
-    select::{self, Selected},
-    ProbeSite, Target,
+    note_end, parse_seconds, print_banner, select, ProbeSite, Target,
 };
 use crate::{
-    abi::Convention,
-    attach::{
-        self,
-        placement::{self, Placement},
-        Attacher,
-    },
+    attach::{self, Attacher},
     ebpf, kernel,
+    latency::{
+        maps::Maps,
+        plan::{self, Timed},
+    },
     output::{
         histogram::{self, Histogram},
         time::hms_now,
     },
     privilege,
-    symbols::{Function, Toolchain},
+    symbols::Toolchain,
 };
 
 /// Time function calls of Go programs, like bcc's funclatency, per goroutine.
@@ -102,19 +98,32 @@ impl Args {
     }
 }
 
-/// A function that can be timed, with where its calls begin and end.
-struct Timed<'b> {
-    function: &'b Function,
-    entry: Placement,
-    exits: Vec<u64>,
-    /// Cookie flags of all its probes: how to find its goroutine.
-    g_flags: u32,
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let target = Target::open(&args.pattern, args.regexp, args.pid)?;
     let selected = select::matching(&target.binary, &target.pattern, &target.located.display)?;
-    let (timed, fsbase_offset) = timeable(&target, &selected)?;
+    // Read from the kernel's BTF only when needed: it is slow.
+    let fsbase_offset = OnceCell::new();
+    let tls = || {
+        fsbase_offset
+            .get_or_init(kernel::fsbase_offset)
+            .as_ref()
+            .map(drop)
+            .map_err(|err| format!("{err:#}"))
+    };
+    let (timed, skipped) = plan::timeable(&target.binary, &selected, &tls);
+    if timed.is_empty() {
+        bail!(
+            "none of the functions matching {:?} in {} can be timed: {}",
+            target.pattern.func,
+            target.located.display,
+            skipped.join(", ")
+        );
+    }
+    note_skipped(&skipped, args.verbose);
+    let fsbase_offset = match fsbase_offset.get() {
+        Some(Ok(offset)) => *offset,
+        _ => 0,
+    };
     // Goroutines are found through R14 in gc code. gccgo keeps g in TLS,
     // but never moves stacks, so there a call is known by its stack pointer.
     let (goid_offset, by_stack_pointer) = match target.binary.toolchain() {
@@ -142,15 +151,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     privilege::check()?;
 
     let (unit, divisor) = args.unit();
-    let n = timed.len() as u32;
+    let rows = timed.len();
     event_loop()?.block_on(async {
         let mut lifetime = Lifetime::start(args.interval, args.duration, target.process)?;
         let mut ebpf = ebpf::load(|loader| {
             loader
-                .map_max_entries(HISTOGRAM_MAP, n * SLOTS)
-                .map_max_entries(STATS_MAP, n * STATS_PER_FUNCTION)
+                .map_max_entries(LATENCY_MAP, rows as u32)
                 .map_max_entries(STARTS_MAP, MAX_OPEN_CALLS)
-                .map_max_entries(DEPTHS_MAP, MAX_OPEN_CALLS)
                 .override_global(GOID_OFFSET, &goid_offset, true)
                 .override_global(FSBASE_OFFSET, &fsbase_offset, true)
                 .override_global(UNIT_DIVISOR, &divisor, true)
@@ -181,37 +188,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         print_banner(&banner, args.json);
 
         let maps = Maps::new(&mut ebpf)?;
-        let mut previous = vec![Histogram::default(); timed.len()];
+        let mut previous = vec![Histogram::default(); rows];
         loop {
             let event = lifetime.next().await;
-            let now = maps.read(n, divisor)?;
-            let interval: Vec<Histogram> = now
-                .iter()
-                .zip(&previous)
-                .map(|(a, b)| minus(a, b))
-                .collect();
-            let open = maps.open_calls();
+            let now = maps.read(rows, divisor)?;
+            let interval: Vec<Histogram> =
+                now.iter().zip(&previous).map(|(a, b)| a.minus(b)).collect();
+            let open: u64 = maps.open_calls(rows)?.iter().sum();
             let mut out = std::io::stdout().lock();
             let timestamp = args.timestamp.then(hms_now);
             if args.json {
-                let functions: Vec<_> = timed
-                    .iter()
-                    .zip(&interval)
-                    .map(|(t, h)| {
-                        let mut value = histogram::to_json(h, unit);
-                        value["func"] = t.function.name.clone().into();
-                        value
-                    })
-                    .collect();
-                let mut report = serde_json::json!({
-                    "functions": functions,
-                    "total": histogram::to_json(&sum(&interval), unit),
-                    "open_calls": open,
-                });
-                if let Some(t) = &timestamp {
-                    report["time"] = t.clone().into();
-                }
-                writeln!(out, "{report}")?;
+                write_json(
+                    &mut out,
+                    &timed,
+                    &interval,
+                    unit,
+                    open,
+                    timestamp.as_deref(),
+                )?;
             } else {
                 writeln!(out)?;
                 if let Some(t) = &timestamp {
@@ -219,12 +213,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 if args.function {
                     for (t, h) in timed.iter().zip(&interval).filter(|(_, h)| h.count > 0) {
-                        writeln!(out, "\nFunction = {}", t.function.name)?;
+                        writeln!(out, "\nFunction = {}", t.label)?;
                         histogram::write_log2(&mut out, h, unit)?;
                         histogram::write_summary(&mut out, h, unit)?;
                     }
                 } else {
-                    let total = sum(&interval);
+                    let total = Histogram::sum(&interval);
                     histogram::write_log2(&mut out, &total, unit)?;
                     histogram::write_summary(&mut out, &total, unit)?;
                 }
@@ -241,11 +235,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 if args.verbose {
                     eprintln!(
-                        "gotrace: {} returns of calls begun before tracing, {} starts evicted, \
-                         {} hits without a goroutine",
-                        events[EVENT_UNPAIRED_RETURN as usize],
-                        events[EVENT_LOST_START as usize],
-                        events[EVENT_NO_GOID as usize]
+                        "gotrace: {} ways out passed with no call open (begun before tracing, \
+                         or an inlined copy's parent passing there), {} hits without a goroutine",
+                        events[EVENT_UNPAIRED_RETURN as usize], events[EVENT_NO_GOID as usize]
                     );
                 }
                 if !args.json {
@@ -259,205 +251,86 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-/// The selected functions that can be timed, and the offset of the FS base
-/// in the kernel's task_struct if one of them needs it (else 0); says why
-/// the others cannot be timed.
-fn timeable<'b>(
-    target: &Target,
-    selected: &[Selected<'b>],
-) -> anyhow::Result<(Vec<Timed<'b>>, u64)> {
-    let mut timed = Vec::new();
-    let mut skipped = Vec::new();
-    // Read from the kernel's BTF only when needed: it is slow.
-    let fsbase_offset = OnceCell::new();
-    for s in selected {
-        let Some(function) = s.function else {
-            skipped.push(format!(
-                "{} (only inlined, into {})",
-                s.name,
-                s.callers().join(", ")
-            ));
-            continue;
-        };
-        // ABI0 assembly (and pre-1.17 code) does not keep g in R14; the
-        // kernel's task layout says where the thread's g is instead.
-        let g_flags = if Convention::of(&target.binary, function) == Convention::GoStack {
-            if let Err(err) = fsbase_offset.get_or_init(kernel::fsbase_offset) {
-                skipped.push(format!(
-                    "{} (ABI0: its goroutine is found through the thread's FS base, and {err:#})",
-                    function.name
-                ));
-                continue;
-            }
-            Cookie::FLAG_G_IN_TLS
-        } else {
-            0
-        };
-        let code = target.binary.code(function);
-        let arch = target.binary.arch();
-        let entry =
-            match placement::entry(arch, code, function.address, placement::Policy::Cheapest) {
-                Ok(entry) => entry,
-                Err(why) => {
-                    skipped.push(format!("{} ({why})", function.name));
-                    continue;
-                }
-            };
-        // The entry probe names the call by R14's goroutine (or, for
-        // gccgo, by the stack pointer): an instruction it moved past must
-        // not have changed them.
-        if entry.clobbered.contains(regs::R14) || entry.clobbered.contains(regs::RSP) {
-            skipped.push(format!(
-                "{} (its entry probe had to move past {}, which changes the register \
-                 that names the goroutine)",
-                function.name,
-                entry.moved_past.unwrap_or("an instruction")
-            ));
-            continue;
-        }
-        let exits: Vec<u64> = placement::exits(arch, code, function.address)
-            .into_iter()
-            .map(|exit| exit.address)
-            .collect();
-        if exits.is_empty() {
-            skipped.push(format!("{} (never returns: no ret)", function.name));
-            continue;
-        }
-        timed.push(Timed {
-            function,
-            entry,
-            exits,
-            g_flags,
-        });
+/// One report as a JSON object on one line.
+fn write_json(
+    out: &mut impl std::io::Write,
+    timed: &[Timed],
+    interval: &[Histogram],
+    unit: &str,
+    open: u64,
+    timestamp: Option<&str>,
+) -> anyhow::Result<()> {
+    let functions: Vec<_> = timed
+        .iter()
+        .zip(interval)
+        .map(|(t, h)| {
+            let mut value = histogram::to_json(h, unit);
+            value["func"] = t.label.clone().into();
+            value["function"] = t.function.clone().into();
+            value["inlined"] = t.inlined.into();
+            value
+        })
+        .collect();
+    let mut report = serde_json::json!({
+        "functions": functions,
+        "total": histogram::to_json(&Histogram::sum(interval), unit),
+        "open_calls": open,
+    });
+    if let Some(t) = timestamp {
+        report["time"] = t.into();
     }
-    if timed.is_empty() {
-        bail!(
-            "none of the functions matching {:?} in {} can be timed: {}",
-            target.pattern.func,
-            target.located.display,
-            skipped.join(", ")
-        );
-    }
-    if !skipped.is_empty() {
-        eprintln!("gotrace: not timed: {}", skipped.join(", "));
-    }
-    let fsbase_offset = match fsbase_offset.get() {
-        Some(Ok(offset)) => *offset,
-        _ => 0,
-    };
-    Ok((timed, fsbase_offset))
+    writeln!(out, "{report}")?;
+    Ok(())
 }
 
-/// Entry probes (placed as funccount places them) and exit probes.
+/// Says what cannot be timed: all of it for a few, a count for many (all
+/// with -v).
+fn note_skipped(skipped: &[String], verbose: bool) {
+    const NAMED: usize = 3;
+    match skipped.len() {
+        0 => {}
+        n if n <= NAMED || verbose => eprintln!("gotrace: not timed: {}", skipped.join(", ")),
+        n => eprintln!(
+            "gotrace: not timed: {}, and {} more (-v lists them)",
+            skipped[..NAMED].join(", "),
+            n - NAMED
+        ),
+    }
+}
+
+/// Entry and exit probes of every row, numbered by the row.
 fn probe_sites(
     target: &Target,
-    timed: &[Timed<'_>],
+    timed: &[Timed],
     verbose: bool,
 ) -> anyhow::Result<(Vec<ProbeSite>, Vec<ProbeSite>)> {
     let mut entries = Vec::new();
     let mut exits = Vec::new();
     for (i, t) in timed.iter().enumerate() {
-        let f = t.function;
-        let cookie = Cookie::new(i as u32, t.entry.flags | t.g_flags);
-        entries.push(target.site(f.address + t.entry.offset, cookie, f.name.clone())?);
-        for &exit in &t.exits {
-            let describe = format!("{} (return at +{:#x})", f.name, exit - f.address);
-            exits.push(target.site(exit, Cookie::new(i as u32, t.g_flags), describe)?);
+        for (sites, probes) in [(&t.entries, &mut entries), (&t.exits, &mut exits)] {
+            for site in sites {
+                probes.push(target.site(
+                    site.address,
+                    plan::cookie(i, site),
+                    site.describe.clone(),
+                )?);
+            }
         }
         if verbose {
+            let show = |sites: &[plan::Site]| {
+                sites
+                    .iter()
+                    .map(|s| format!("{:#x}", s.address))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             eprintln!(
-                "gotrace: {} entry +{} ({}), returns at {:x?}",
-                f.name,
-                t.entry.offset,
-                t.entry.describe(),
-                t.exits.iter().map(|e| e - f.address).collect::<Vec<_>>()
+                "gotrace: {}: entries {}, ways out {}",
+                t.label,
+                show(&t.entries),
+                show(&t.exits)
             );
         }
     }
     Ok((entries, exits))
-}
-
-/// The maps user space reads.
-struct Maps {
-    histogram: PerCpuArray<MapData, u64>,
-    stats: PerCpuArray<MapData, u64>,
-    events: PerCpuArray<MapData, u64>,
-    starts: HashMap<MapData, StartKey, u64>,
-}
-
-impl Maps {
-    fn new(ebpf: &mut aya::Ebpf) -> anyhow::Result<Self> {
-        let mut take = |name: &str| {
-            ebpf.take_map(name)
-                .with_context(|| format!("map {name} missing from gotrace's object"))
-        };
-        Ok(Self {
-            histogram: PerCpuArray::try_from(take(HISTOGRAM_MAP)?)?,
-            stats: PerCpuArray::try_from(take(STATS_MAP)?)?,
-            events: PerCpuArray::try_from(take(EVENTS_MAP)?)?,
-            starts: HashMap::try_from(take(STARTS_MAP)?)?,
-        })
-    }
-
-    /// Each function's histogram since tracing began, summed over CPUs.
-    /// Totals are kept in nanoseconds and shown in the unit of `divisor`.
-    fn read(&self, functions: u32, divisor: u64) -> anyhow::Result<Vec<Histogram>> {
-        let total = |array: &PerCpuArray<MapData, u64>, index: u32| -> anyhow::Result<u64> {
-            Ok(array
-                .get(&index, 0)
-                .with_context(|| format!("reading latency map slot {index}"))?
-                .iter()
-                .sum())
-        };
-        (0..functions)
-            .map(|f| {
-                Ok(Histogram {
-                    slots: (0..SLOTS)
-                        .map(|s| total(&self.histogram, f * SLOTS + s))
-                        .collect::<anyhow::Result<_>>()?,
-                    total: total(&self.stats, f * STATS_PER_FUNCTION)? / divisor,
-                    count: total(&self.stats, f * STATS_PER_FUNCTION + 1)?,
-                })
-            })
-            .collect()
-    }
-
-    fn events(&self) -> anyhow::Result<Vec<u64>> {
-        (0..EVENTS)
-            .map(|e| Ok(self.events.get(&e, 0)?.iter().sum()))
-            .collect()
-    }
-
-    /// Calls begun and not yet returned.
-    fn open_calls(&self) -> usize {
-        self.starts.keys().filter(Result::is_ok).count()
-    }
-}
-
-fn minus(now: &Histogram, before: &Histogram) -> Histogram {
-    Histogram {
-        slots: now
-            .slots
-            .iter()
-            .zip(before.slots.iter().chain(std::iter::repeat(&0)))
-            .map(|(a, b)| a - b)
-            .collect(),
-        total: now.total - before.total,
-        count: now.count - before.count,
-    }
-}
-
-fn sum(histograms: &[Histogram]) -> Histogram {
-    let mut total = Histogram {
-        slots: vec![0; SLOTS as usize],
-        ..Histogram::default()
-    };
-    for h in histograms {
-        for (t, n) in total.slots.iter_mut().zip(&h.slots) {
-            *t += n;
-        }
-        total.total += h.total;
-        total.count += h.count;
-    }
-    total
 }

@@ -4,7 +4,7 @@ pub mod funccount;
 pub mod funclatency;
 pub mod info;
 mod lifetime;
-mod select;
+pub(crate) mod select;
 pub mod trace;
 
 use anyhow::Context as _;

@@ -19,6 +19,37 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// The calls of `self` that `before` (an earlier reading of the same
+    /// totals) had not seen.
+    pub fn minus(&self, before: &Histogram) -> Histogram {
+        Histogram {
+            slots: self
+                .slots
+                .iter()
+                .zip(before.slots.iter().chain(std::iter::repeat(&0)))
+                .map(|(a, b)| a - b)
+                .collect(),
+            total: self.total - before.total,
+            count: self.count - before.count,
+        }
+    }
+
+    /// All of `histograms` in one.
+    pub fn sum<'h>(histograms: impl IntoIterator<Item = &'h Histogram>) -> Histogram {
+        let mut total = Histogram::default();
+        for h in histograms {
+            if total.slots.len() < h.slots.len() {
+                total.slots.resize(h.slots.len(), 0);
+            }
+            for (t, n) in total.slots.iter_mut().zip(&h.slots) {
+                *t += n;
+            }
+            total.total += h.total;
+            total.count += h.count;
+        }
+        total
+    }
+
     /// Bounds of slot `s`.
     fn bounds(s: usize) -> (u64, u64) {
         let low = (1u128 << s >> 1) as u64;
@@ -186,6 +217,23 @@ mod tests {
         write_log2(&mut out, &empty, "nsecs").unwrap();
         write_summary(&mut out, &empty, "nsecs").unwrap();
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn intervals_and_sums() {
+        let before = sample();
+        let mut now = sample();
+        now.slots[3] += 2;
+        now.total += 10;
+        now.count += 2;
+        let interval = now.minus(&before);
+        assert_eq!(interval.count, 2);
+        assert_eq!(interval.total, 10);
+        assert_eq!(interval.slots.iter().sum::<u64>(), 2);
+        assert_eq!(interval.slots[3], 2);
+        let both = Histogram::sum([&before, &interval]);
+        assert_eq!(both, now);
+        assert_eq!(Histogram::sum([]), Histogram::default());
     }
 
     #[test]

@@ -142,6 +142,44 @@ pub fn sites(table: &Pclntab<'_>, image: &Image<'_>, gofunc: u64) -> Vec<Inlined
     sites
 }
 
+/// The code of the inlined call `site` (its ranges, and those of calls
+/// inlined into it), sorted and merged; `None` if `site` is not found.
+pub fn body(
+    table: &Pclntab<'_>,
+    image: &Image<'_>,
+    gofunc: u64,
+    site: &InlinedSite,
+) -> Option<Vec<(u64, u64)>> {
+    let function = table.function_containing(site.address)?;
+    let tree = Tree::of(table, &function, image, gofunc)?;
+    let owns = |index: i32, i: usize| tree.chain(index).any(|j| j == i);
+    let i = (0..tree.entries.len()).find(|&i| {
+        tree.entries[i].0 == Some(site.name.as_str())
+            && tree
+                .ranges
+                .iter()
+                .filter(|r| owns(r.2, i))
+                .map(|r| r.0)
+                .min()
+                == Some(site.address)
+    })?;
+    let mut ranges: Vec<(u64, u64)> = tree
+        .ranges
+        .iter()
+        .filter(|r| owns(r.2, i))
+        .map(|r| (r.0, r.1))
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    Some(merged)
+}
+
 /// The calls inlined at `pc`, innermost first, then the function that
 /// holds the code: the frames a stack walk sees as one.
 pub fn frames_at<'a>(table: &Pclntab<'a>, image: &Image<'_>, gofunc: u64, pc: u64) -> Vec<&'a str> {

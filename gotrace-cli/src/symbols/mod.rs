@@ -316,6 +316,14 @@ impl Binary {
             .unwrap_or_default()
     }
 
+    /// The code of an inlined copy: the address ranges of its body, calls
+    /// inlined into it included, sorted and merged.
+    pub fn inlined_body(&self, site: &inline::InlinedSite) -> Option<Vec<(u64, u64)>> {
+        let tables = self.inline_tables.as_ref()?;
+        let table = tables.table(&self.data)?;
+        inline::body(&table, &self.image(), tables.gofunc, site)
+    }
+
     /// The Go type whose descriptor is at link-time `address` (an
     /// interface's dynamic type), if this is a gc binary and it is one.
     pub fn go_type(&self, address: u64) -> Option<types::GoType> {

@@ -12,15 +12,15 @@ use anyhow::{bail, Context as _};
 use gotrace_common::{
     probe::Cookie,
     trace::{
-        regs, ArgSpec, Condition, ProbeSpec, ARG_C_STRING, ARG_GO_STRING, ARG_NONE, ARG_WORD,
-        G_IN_R14, G_IN_TLS, G_UNKNOWN, JOIN_AND, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER,
-        LOCATION_STACK, MAX_ARGS, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE,
-        STRING_SIZE,
+        ArgSpec, Condition, ProbeSpec, ARG_C_STRING, ARG_GO_STRING, ARG_NONE, ARG_WORD, G_IN_R14,
+        G_IN_TLS, G_UNKNOWN, JOIN_AND, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER, LOCATION_STACK,
+        MAX_ARGS, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, STRING_SIZE,
     },
 };
 
 use crate::{
     abi::{self, named, Convention},
+    arch::Registers,
     attach::placement::{self, RegisterSet},
     probe::{
         filter::{Op, Value as FilterValue},
@@ -285,8 +285,16 @@ impl<'b> Planner<'b> {
         };
         let (sites, moved) = self.sites(function, spec.kind, index)?;
         if let Some(Moved { clobbered, what }) = moved {
-            check_clobbered(&probe, &spec.args, clobbered, what, &function.name)?;
-            if clobbered.contains(regs::R14) && probe.g_from == G_IN_R14 {
+            let registers = self.binary.arch().registers();
+            check_clobbered(
+                &probe,
+                &spec.args,
+                clobbered,
+                what,
+                &function.name,
+                registers,
+            )?;
+            if clobbered.contains(registers.g) && probe.g_from == G_IN_R14 {
                 probe.g_from = G_UNKNOWN;
             }
         }
@@ -499,6 +507,7 @@ fn check_clobbered(
     clobbered: RegisterSet,
     what: &str,
     function: &str,
+    registers: &Registers,
 ) -> anyhow::Result<()> {
     for (i, arg) in probe.args.iter().enumerate() {
         let spoiled =
@@ -506,7 +515,7 @@ fn check_clobbered(
                 .into_iter()
                 .any(|location| match location & LOCATION_KIND {
                     LOCATION_REGISTER => clobbered.contains(location & !LOCATION_KIND),
-                    LOCATION_STACK => clobbered.contains(regs::RSP),
+                    LOCATION_STACK => clobbered.contains(registers.stack_pointer),
                     _ => false,
                 });
         if arg.kind != ARG_NONE && spoiled {
@@ -525,7 +534,8 @@ fn check_clobbered(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::register;
+    use crate::arch::{register, Arch};
+    use gotrace_common::arch::x86_64::regs;
 
     fn spec(text: &str) -> Spec {
         text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -627,10 +637,12 @@ mod tests {
         let exprs = [ArgExpr::GoArg(1), ArgExpr::GoArg(3)];
         let mut rax = RegisterSet::EMPTY;
         rax.insert(regs::RAX);
-        let err = check_clobbered(&probe, &exprs, rax, "`lock cmpxchg`", "main.f").unwrap_err();
+        let x86 = Arch::X86_64.registers();
+        let err =
+            check_clobbered(&probe, &exprs, rax, "`lock cmpxchg`", "main.f", x86).unwrap_err();
         assert!(err.to_string().contains("cannot read goarg1"), "{err}");
         let mut rdx = RegisterSet::EMPTY;
         rdx.insert(regs::RDX);
-        assert!(check_clobbered(&probe, &exprs, rdx, "x", "main.f").is_ok());
+        assert!(check_clobbered(&probe, &exprs, rdx, "x", "main.f", x86).is_ok());
     }
 }

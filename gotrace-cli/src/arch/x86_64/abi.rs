@@ -7,7 +7,7 @@
 //!
 //! Go's stack ABI (ABI0) puts every argument above the return address.
 
-use gotrace_common::trace::regs;
+use gotrace_common::arch::x86_64::regs;
 
 use crate::arch::Registers;
 
@@ -33,4 +33,6 @@ pub const REGISTERS: Registers = Registers {
         regs::R9,
     ],
     c_results: &[regs::RAX, regs::RDX],
+    g: regs::R14,
+    stack_pointer: regs::RSP,
 };

@@ -7,7 +7,7 @@
 //! CMP R12, [R14+0x10]; JBE` (entry+12), ABI0 assembly loads g from TLS
 //! first; leaf functions have no check at all.
 
-use gotrace_common::{probe::Cookie, trace::regs};
+use gotrace_common::{arch::x86_64::regs, probe::Cookie};
 use iced_x86::{
     Code, ConditionCode, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory,
     OpAccess, OpKind, Register,
@@ -252,6 +252,78 @@ pub fn exits(code: &[u8], address: u64) -> Vec<Exit> {
     exits
 }
 
+/// Where a call inlined into the function whose machine code is `code`
+/// (loaded at `address`) ends, the copy's code being `body` (sorted
+/// ranges): every instruction outside the body that control reaches from
+/// an instruction inside it (fall-through, branch targets, the return of a
+/// call that ends it), each placed by the kernel's rules. Refused when the
+/// copy's ends cannot all be found or probed the same way as its entry:
+/// a jump table inside it, a return from inside it (the frame is gone
+/// there), or a loop back to its first instruction.
+pub fn inlined_exits(
+    code: &[u8],
+    address: u64,
+    body: &[(u64, u64)],
+    entry: u64,
+) -> Result<Vec<Exit>, Unprobeable> {
+    let inside = |pc: u64| body.iter().any(|&(start, end)| (start..end).contains(&pc));
+    let end = address + code.len() as u64;
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    let mut instruction = Instruction::default();
+    let mut exits: Vec<u64> = Vec::new();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        if instruction.is_invalid() {
+            break;
+        }
+        if !inside(instruction.ip()) {
+            continue;
+        }
+        let next = instruction.next_ip();
+        let target = instruction.near_branch_target();
+        let successors: &[u64] = match instruction.flow_control() {
+            FlowControl::Next | FlowControl::Call | FlowControl::IndirectCall => &[next],
+            FlowControl::ConditionalBranch => &[next, target],
+            FlowControl::UnconditionalBranch if (address..end).contains(&target) => &[target],
+            FlowControl::UnconditionalBranch | FlowControl::Return => {
+                return Err(Unprobeable(
+                    "the function it is inlined into returns (or jumps away) from inside it"
+                        .to_owned(),
+                ))
+            }
+            FlowControl::IndirectBranch => {
+                return Err(Unprobeable(
+                    "it holds a jump table, whose targets no decoder sees".to_owned(),
+                ))
+            }
+            // int3, ud2: the end of a panic call that does not return.
+            _ => &[],
+        };
+        for &successor in successors {
+            if successor == entry && instruction.flow_control() != FlowControl::Next {
+                return Err(Unprobeable(
+                    "its first instruction is also a loop head inside it".to_owned(),
+                ));
+            }
+            if !inside(successor) && !exits.contains(&successor) {
+                exits.push(successor);
+            }
+        }
+    }
+    exits.sort_unstable();
+    exits
+        .into_iter()
+        .map(|exit| {
+            let placed = site(code, address, exit)
+                .map_err(|why| Unprobeable(format!("one of its ends cannot be probed: {why}")))?;
+            Ok(Exit {
+                address: exit + placed.offset,
+                tail_call: false,
+            })
+        })
+        .collect()
+}
+
 /// `MOV reg, FS:[disp]`: the g of ABI0 and pre-register-ABI functions.
 fn is_tls_load(i: &Instruction) -> bool {
     i.code() == Code::Mov_r64_rm64
@@ -425,6 +497,36 @@ mod tests {
         // Outside the code: no probe.
         assert!(site(&code, BASE, BASE + 0x100).is_err());
         assert!(site(&code, BASE, BASE - 1).is_err());
+    }
+
+    #[test]
+    fn inlined_copies_end_where_control_leaves_them() {
+        let mut code = vec![0xb8, 1, 0, 0, 0]; // +00 mov eax,1 (parent)
+        code.extend([0x48, 0x85, 0xdb]); //       +05 test rbx,rbx (the copy)
+        code.extend([0x74, 0x05]); //             +08 je +0f (inside)
+        code.extend([0x83, 0xc0, 0x02]); //       +0a add eax,2
+        code.extend([0xeb, 0x06]); //             +0d jmp +15 (out)
+        code.extend([0xe8, 0, 0, 0, 0]); //       +0f call, returns to +14 (out)
+        code.push(0x90); //                       +14 nop (parent)
+        code.extend([0x48, 0x89, 0xc1]); //       +15 mov rcx,rax
+        code.push(0xc3); //                       +18 ret
+        let body = [(BASE + 5, BASE + 0x14)];
+        let exits = inlined_exits(&code, BASE, &body, BASE + 5).unwrap();
+        let offsets: Vec<u64> = exits.iter().map(|e| e.address - BASE).collect();
+        assert_eq!(offsets, [0x14, 0x15]);
+    }
+
+    #[test]
+    fn inlined_copies_that_cannot_be_timed() {
+        // A ret inside the copy.
+        let code = [0x48, 0x85, 0xdb, 0xc3, 0x90];
+        assert!(inlined_exits(&code, BASE, &[(BASE, BASE + 4)], BASE).is_err());
+        // A jump table inside the copy.
+        let code = [0x48, 0x85, 0xdb, 0xff, 0xe0, 0x90];
+        assert!(inlined_exits(&code, BASE, &[(BASE, BASE + 5)], BASE).is_err());
+        // A loop back to its first instruction: dec rcx; jne -5.
+        let code = [0x48, 0xff, 0xc9, 0x75, 0xfb, 0x90];
+        assert!(inlined_exits(&code, BASE, &[(BASE, BASE + 5)], BASE).is_err());
     }
 
     #[test]

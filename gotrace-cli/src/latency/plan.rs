@@ -1,0 +1,184 @@
+//! What funclatency times, and where its probes go: for each selected
+//! function its out-of-line code (entry probe placed as funccount places
+//! it, exit probes on every `ret` and tail jump) and its inlined copies
+//! (entry on a copy's first instruction, exits on every instruction
+//! control reaches when it leaves the copy), each a row of `-F`.
+
+use gotrace_common::probe::Cookie;
+
+use crate::{
+    abi::Convention,
+    attach::placement::{self, Placement},
+    cmd::select::Selected,
+    symbols::{inline::InlinedSite, Binary, Function},
+};
+
+/// One probe site: link-time address, cookie flags, and what it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    pub address: u64,
+    pub flags: u32,
+    pub describe: String,
+}
+
+/// One row of funclatency: a function's out-of-line calls, or the calls
+/// of its inlined copies; every probe of it carries its index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timed {
+    /// The row's name: the function's, marked `[inlined xN]` for copies.
+    pub label: String,
+    /// The function's own name.
+    pub function: String,
+    /// Calls of inlined copies (else out-of-line calls).
+    pub inlined: bool,
+    pub entries: Vec<Site>,
+    pub exits: Vec<Site>,
+}
+
+/// What can be timed of `selected`, and why the rest cannot (one reason
+/// per function or copy). Functions that find g in thread-local storage
+/// need the kernel's task layout: `tls()` says whether it is known, or why
+/// not.
+pub fn timeable(
+    binary: &Binary,
+    selected: &[Selected<'_>],
+    tls: &dyn Fn() -> Result<(), String>,
+) -> (Vec<Timed>, Vec<String>) {
+    let mut timed = Vec::new();
+    let mut skipped = Vec::new();
+    for s in selected {
+        if let Some(function) = s.function {
+            match out_of_line(binary, function, tls) {
+                Ok(t) => timed.push(t),
+                Err(why) => skipped.push(format!("{} ({why})", function.name)),
+            }
+        }
+        let mut entries = Vec::new();
+        let mut exits = Vec::new();
+        for site in &s.inlined {
+            match inlined_copy(binary, site) {
+                Ok((entry, ends)) => {
+                    entries.push(entry);
+                    exits.extend(ends);
+                }
+                Err(why) => skipped.push(format!(
+                    "{} inlined in {} at {:#x} ({why})",
+                    site.name, site.caller, site.address
+                )),
+            }
+        }
+        if !entries.is_empty() {
+            timed.push(Timed {
+                label: format!("{} [inlined x{}]", s.name, entries.len()),
+                function: s.name.to_owned(),
+                inlined: true,
+                entries,
+                exits,
+            });
+        }
+    }
+    (timed, skipped)
+}
+
+/// The out-of-line code of `function`: entry and every way out.
+fn out_of_line(
+    binary: &Binary,
+    function: &Function,
+    tls: &dyn Fn() -> Result<(), String>,
+) -> Result<Timed, String> {
+    // ABI0 assembly (and pre-1.17 code) does not keep g in R14; the
+    // kernel's task layout says where the thread's g is instead.
+    let g_flags = if Convention::of(binary, function) == Convention::GoStack {
+        tls().map_err(|why| {
+            format!("ABI0: its goroutine is found through the thread's FS base, and {why}")
+        })?;
+        Cookie::FLAG_G_IN_TLS
+    } else {
+        0
+    };
+    let arch = binary.arch();
+    let code = binary.code(function);
+    let entry = placement::entry(arch, code, function.address, placement::Policy::Cheapest)
+        .map_err(|why| why.to_string())?;
+    keys_intact(binary, &entry)?;
+    let exits: Vec<Site> = placement::exits(arch, code, function.address)
+        .into_iter()
+        .map(|exit| Site {
+            address: exit.address,
+            flags: g_flags,
+            describe: format!(
+                "{} (return at +{:#x})",
+                function.name,
+                exit.address - function.address
+            ),
+        })
+        .collect();
+    if exits.is_empty() {
+        return Err("never returns: no ret".to_owned());
+    }
+    Ok(Timed {
+        label: function.name.clone(),
+        function: function.name.clone(),
+        inlined: false,
+        entries: vec![Site {
+            address: function.address + entry.offset,
+            flags: entry.flags | g_flags,
+            describe: format!("{} ({})", function.name, entry.describe()),
+        }],
+        exits,
+    })
+}
+
+/// An inlined copy: the probe on its first instruction, and one on each
+/// instruction control reaches when it leaves the copy.
+fn inlined_copy(binary: &Binary, site: &InlinedSite) -> Result<(Site, Vec<Site>), String> {
+    let parent = binary
+        .function_at(site.address)
+        .ok_or("it lies in no known function")?;
+    let body = binary
+        .inlined_body(site)
+        .ok_or("its code is not in the inline tree")?;
+    let arch = binary.arch();
+    let code = binary.code(parent);
+    let entry =
+        placement::site(arch, code, parent.address, site.address).map_err(|why| why.to_string())?;
+    keys_intact(binary, &entry)?;
+    let exits = placement::inlined_exits(arch, code, parent.address, &body, site.address)
+        .map_err(|why| why.to_string())?;
+    let describe = format!("{} (inlined in {})", site.name, site.caller);
+    let ends = exits
+        .into_iter()
+        .map(|exit| Site {
+            address: exit.address,
+            flags: 0,
+            describe: format!("{describe}, left at {:#x}", exit.address),
+        })
+        .collect();
+    Ok((
+        Site {
+            address: site.address + entry.offset,
+            flags: entry.flags,
+            describe,
+        },
+        ends,
+    ))
+}
+
+/// An entry probe names its call by R14's goroutine and the stack pointer
+/// (or the stack pointer alone, for gccgo): an instruction it moved past
+/// must not have changed them.
+fn keys_intact(binary: &Binary, entry: &Placement) -> Result<(), String> {
+    let registers = binary.arch().registers();
+    if entry.clobbered.contains(registers.g) || entry.clobbered.contains(registers.stack_pointer) {
+        return Err(format!(
+            "its entry probe had to move past {}, which changes the registers that name the call",
+            entry.moved_past.unwrap_or("an instruction")
+        ));
+    }
+    Ok(())
+}
+
+/// The cookie of a probe of row `index`.
+pub fn cookie(index: usize, site: &Site) -> Cookie {
+    Cookie::new(index as u32, site.flags)
+}

@@ -1,0 +1,33 @@
+//! The register layouts of the architectures gotrace traces: which `u64`
+//! of the kernel's `pt_regs` holds which register, as both sides name
+//! them. `gotrace-cli` writes these indexes into argument locations
+//! (`crate::trace::LOCATION_REGISTER`); the kernel programs read them.
+
+/// x86-64: `struct pt_regs`.
+pub mod x86_64 {
+    /// Indexes of `struct pt_regs` fields, in `u64`s.
+    pub mod regs {
+        pub const R15: u32 = 0;
+        pub const R14: u32 = 1;
+        pub const R13: u32 = 2;
+        pub const R12: u32 = 3;
+        pub const RBP: u32 = 4;
+        pub const RBX: u32 = 5;
+        pub const R11: u32 = 6;
+        pub const R10: u32 = 7;
+        pub const R9: u32 = 8;
+        pub const R8: u32 = 9;
+        pub const RAX: u32 = 10;
+        pub const RCX: u32 = 11;
+        pub const RDX: u32 = 12;
+        pub const RSI: u32 = 13;
+        pub const RDI: u32 = 14;
+        pub const RSP: u32 = 19;
+        /// Number of `u64`s in `pt_regs`.
+        pub const COUNT: u32 = 21;
+    }
+
+    /// EFLAGS bits the Go stack-check branch depends on (`JBE` jumps when
+    /// CF or ZF is set). Read by the entry programs from `pt_regs.flags`.
+    pub const EFLAGS_CF_ZF: u64 = 0x41;
+}
