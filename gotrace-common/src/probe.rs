@@ -32,6 +32,13 @@ impl Cookie {
     /// probes alike.
     pub const FLAG_G_IN_TLS: u32 = 1 << 2;
 
+    /// The probe is a way out of an inlined copy where the stack pointer
+    /// is higher than at the copy's entry (the function returns straight
+    /// from the copy, its frame gone): the cookie's site bits hold by how
+    /// many bytes, which `funclatency` adds back so that the call's frame
+    /// matches its entry's.
+    pub const FLAG_FRAME_ADJUST: u32 = 1 << 3;
+
     /// Packs a function index and flags (16 bits) into a cookie.
     pub const fn new(function: u32, flags: u32) -> Self {
         Self::at_site(function, flags, 0)

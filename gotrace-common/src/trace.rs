@@ -43,8 +43,10 @@ pub const STRING_SIZE: usize = 64;
 pub const MAX_CONDITIONS: usize = 4;
 /// User stack frames kept with `-U`.
 pub const MAX_FRAMES: usize = 32;
-/// Capacity of [`PROBES_MAP`].
-pub const MAX_PROBES: u32 = 64;
+/// Most probes one run may have (each function, and each inlined copy,
+/// is a probe); `gotrace-cli` sizes [`PROBES_MAP`] to the probes it has
+/// (the object declares one entry, so other tools do not pay for it).
+pub const MAX_PROBES: u32 = 4096;
 
 /// Where a value is: `LOCATION_REGISTER | index` names the `index`-th
 /// `u64` of the architecture's `pt_regs` (see [`crate::arch`]),

@@ -102,9 +102,14 @@ fn start_key(ctx: &ProbeContext, cookie: Cookie) -> Option<StartKey> {
         count(EVENT_NO_GOID);
         return None;
     };
+    let adjust = if cookie.flags() & Cookie::FLAG_FRAME_ADJUST != 0 {
+        u64::from(cookie.site())
+    } else {
+        0
+    };
     Some(StartKey {
         goroutine: goid,
-        frame: hi.wrapping_sub(sp),
+        frame: hi.wrapping_sub(sp).wrapping_add(adjust),
         function: cookie.function(),
         pid,
     })

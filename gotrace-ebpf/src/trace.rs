@@ -22,9 +22,9 @@ use gotrace_common::{
         is_two_words, unreadable_bit, ArgSpec, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
         ARG_INTERFACE, ARG_SLICE, ARG_STRING_SLICE, ARG_WORD, G_IN_R14, G_IN_TLS, IFACE_DATA_AT,
         IFACE_TEXT_AT, IFACE_TEXT_MAX, IFACE_TYPE_AT, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER,
-        LOCATION_STACK, MAX_ARGS, MAX_CONDITIONS, MAX_FRAMES, MAX_PROBES, OP_EQ, OP_GE, OP_GT,
-        OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, STRING_SIZE, STRING_SLICE_ELEMENTS,
-        STRING_SLICE_ENTRY, STRING_SLICE_TEXT,
+        LOCATION_STACK, MAX_ARGS, MAX_CONDITIONS, MAX_FRAMES, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT,
+        OP_NE, OP_STR_EQ, OP_STR_NE, STRING_SIZE, STRING_SLICE_ELEMENTS, STRING_SLICE_ENTRY,
+        STRING_SLICE_TEXT,
     },
 };
 
@@ -33,7 +33,8 @@ use gotrace_common::{
 #[map]
 static TRACE_EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
 #[map]
-static TRACE_PROBES: Array<ProbeSpec> = Array::with_max_entries(MAX_PROBES, 0);
+// One entry until trace sizes it (see `gotrace_common::trace::MAX_PROBES`).
+static TRACE_PROBES: Array<ProbeSpec> = Array::with_max_entries(1, 0);
 #[map]
 static TRACE_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 

@@ -106,8 +106,20 @@ fn bad_inputs_of_the_other_tools() {
             vec!["--microseconds", "--milliseconds"],
         ),
         (
-            vec!["funclatency".into(), probe("main.helper")],
-            vec!["can be timed", "only inlined"],
+            // main.helper exists only inlined: its arguments are where
+            // the compiler left them, not in the ABI's places.
+            vec!["trace".into(), probe(r#"main.helper "%d", goarg1"#)],
+            vec![
+                "goarg1 has no meaning in an inlined copy",
+                "name the parameter",
+            ],
+        ),
+        (
+            vec![
+                "trace".into(),
+                format!(r#"r:{bin}:main.helper "%d", retval"#),
+            ],
+            vec!["retval has no meaning in an inlined copy"],
         ),
         (
             vec!["funclatency".into(), "/bin/true:main.*".into()],

@@ -20,10 +20,11 @@ const ITAB_TYPE_AT: u32 = 8;
 
 /// Where a value lives at the probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Place {
-    /// In these registers (`pt_regs` indexes), one per integer word.
-    Registers(Vec<u32>),
-    /// At RSP + offset.
+pub enum Place {
+    /// Word by word at these locations (registers, or stack slots of an
+    /// inlined call's pieces), one per integer word.
+    Words(Vec<u32>),
+    /// In memory at the stack pointer + offset.
     Stack(u32),
     /// At the pointer found at `pointer` (a location) plus `offset`.
     Behind { pointer: u32, offset: u64 },
@@ -65,11 +66,14 @@ pub enum NamedError {
     TwoPointers(String),
     #[error("{0}: its type is not described in DWARF deeply enough")]
     Unknown(String),
+    /// An inlined call's argument DWARF does not locate at the probe.
+    #[error("{0}: DWARF gives no location for it here")]
+    NoLocation(String),
 }
 
 /// Integer words and float words of a shape passed in registers, or
 /// `None` if it never is (arrays, unknown types).
-fn words(shape: &Shape) -> Option<(usize, usize)> {
+pub fn words(shape: &Shape) -> Option<(usize, usize)> {
     Some(match shape {
         Shape::Word { .. } | Shape::Pointer(_) => (1, 0),
         Shape::Float { .. } => (0, 1),
@@ -101,10 +105,13 @@ fn assign(arch: Arch, params: &[Param], convention: Convention) -> Vec<Place> {
             if convention == Convention::GoRegister {
                 if let Some((i, f)) = words(&p.shape) {
                     if ints + i <= go.go_integer.len() && floats + f <= go.go_float_count {
-                        let registers = go.go_integer[ints..ints + i].to_vec();
+                        let words = go.go_integer[ints..ints + i]
+                            .iter()
+                            .map(|&r| register(r))
+                            .collect();
                         ints += i;
                         floats += f;
-                        return Place::Registers(registers);
+                        return Place::Words(words);
                     }
                 }
             }
@@ -118,7 +125,8 @@ fn assign(arch: Arch, params: &[Param], convention: Convention) -> Vec<Place> {
         .collect()
 }
 
-/// How to read `name.fields...` of `function` with `params` (from DWARF).
+/// How to read `name.fields...` of `function` with `params` (from DWARF),
+/// its arguments placed by `convention`.
 pub fn resolve(
     arch: Arch,
     function: &str,
@@ -129,19 +137,38 @@ pub fn resolve(
 ) -> Result<Resolved, NamedError> {
     let arguments: Vec<&Param> = params.iter().filter(|p| !p.result).collect();
     let places = assign(arch, params, convention);
-    let Some(index) = arguments.iter().position(|p| p.name == name) else {
+    let placed: Vec<(&Param, Option<Place>)> = arguments
+        .into_iter()
+        .zip(places.into_iter().map(Some))
+        .collect();
+    resolve_placed(function, &placed, name, fields)
+}
+
+/// How to read `name.fields...` of `function` whose arguments are at the
+/// given places (`None`: nowhere gotrace can read, an inlined call's
+/// argument DWARF does not locate).
+pub fn resolve_placed(
+    function: &str,
+    arguments: &[(&Param, Option<Place>)],
+    name: &str,
+    fields: &[String],
+) -> Result<Resolved, NamedError> {
+    let Some((param, place)) = arguments.iter().find(|(p, _)| p.name == name) else {
         return Err(NamedError::NoParameter {
             function: function.to_owned(),
             name: name.to_owned(),
             known: arguments
                 .iter()
-                .map(|p| p.name.as_str())
+                .map(|(p, _)| p.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
         });
     };
-    let mut shape = arguments[index].shape.clone();
-    let mut place = places[index].clone();
+    let Some(place) = place.clone() else {
+        return Err(NamedError::NoLocation(name.to_owned()));
+    };
+    let mut shape = param.shape.clone();
+    let mut place = place;
     let mut path = name.to_owned();
     for field in fields {
         let shown = format!("{path}.{field}");
@@ -158,14 +185,19 @@ pub fn resolve(
                     })?;
                 let member = &members[at];
                 place = match place {
-                    Place::Registers(registers) => {
-                        // Registers hold the fields' words in order.
+                    Place::Words(locations) => {
+                        // The words hold the fields' words in order.
                         let before: usize = members[..at]
                             .iter()
                             .map(|m| words(&m.shape).map_or(0, |w| w.0))
                             .sum();
                         let own = words(&member.shape).map_or(0, |w| w.0);
-                        Place::Registers(registers[before..before + own].to_vec())
+                        Place::Words(
+                            locations
+                                .get(before..before + own)
+                                .ok_or_else(|| NamedError::Unknown(shown.clone()))?
+                                .to_vec(),
+                        )
                     }
                     Place::Stack(offset) => Place::Stack(offset + member.offset as u32),
                     Place::Behind { pointer, offset } => Place::Behind {
@@ -192,7 +224,7 @@ pub fn resolve(
                     }
                 })?;
                 let pointer = match place {
-                    Place::Registers(r) if r.len() == 1 => register(r[0]),
+                    Place::Words(w) if w.len() == 1 => w[0],
                     Place::Stack(offset) => stack(offset),
                     _ => return Err(NamedError::TwoPointers(shown)),
                 };
@@ -241,10 +273,10 @@ pub fn resolve(
     };
     let two_words = is_two_words(kind);
     match place {
-        Place::Registers(r) => {
-            spec.first = register(*r.first().ok_or_else(|| NamedError::Unknown(path.clone()))?);
+        Place::Words(w) => {
+            spec.first = *w.first().ok_or_else(|| NamedError::Unknown(path.clone()))?;
             if two_words {
-                spec.second = register(*r.get(1).ok_or_else(|| NamedError::Unknown(path.clone()))?);
+                spec.second = *w.get(1).ok_or_else(|| NamedError::Unknown(path.clone()))?;
             }
         }
         Place::Stack(offset) => {

@@ -92,6 +92,8 @@ pub struct Registers {
     pub g: u32,
     /// The stack pointer.
     pub stack_pointer: u32,
+    /// The registers by DWARF register number (integer registers only).
+    pub dwarf: &'static [u32],
 }
 
 /// A register as a location the kernel programs read.

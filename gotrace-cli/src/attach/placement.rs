@@ -156,7 +156,8 @@ pub fn exits(arch: Arch, code: &[u8], address: u64) -> Vec<Exit> {
 }
 
 /// Where a call inlined into the function `code` (at `address`) ends, its
-/// copy's code being `body` and its first instruction `entry` (see the
+/// copy's code being `body` and its first instruction `entry`; calls to
+/// targets for which `no_return` holds never return (see the
 /// architecture's `inlined_exits`).
 pub fn inlined_exits(
     arch: Arch,
@@ -164,9 +165,12 @@ pub fn inlined_exits(
     address: u64,
     body: &[(u64, u64)],
     entry: u64,
+    no_return: &dyn Fn(u64) -> bool,
 ) -> Result<Vec<Exit>, Unprobeable> {
     match arch {
-        Arch::X86_64 => crate::arch::x86_64::placement::inlined_exits(code, address, body, entry),
+        Arch::X86_64 => {
+            crate::arch::x86_64::placement::inlined_exits(code, address, body, entry, no_return)
+        }
     }
 }
 

@@ -2,8 +2,10 @@
 
 use std::io::Write as _;
 
+use super::{capability, select};
 use crate::{
     attach::placement::{self, Cost, Policy},
+    probe::pattern::Pattern,
     symbols::{self, Binary, FunctionSource, Toolchain},
     target::Process,
 };
@@ -89,6 +91,11 @@ pub struct Args {
     /// cheaply and what it single-steps).
     #[arg(long)]
     probe_cost: bool,
+    /// For every function matching this glob, each of its copies (its own
+    /// code, its inlined copies) and whether funccount can count it,
+    /// funclatency time it and trace read its arguments, or why not.
+    #[arg(long = "match", value_name = "FUNC")]
+    matching: Option<String>,
     /// A path, or a library name such as `go` for libgo.
     binary: Option<String>,
 }
@@ -118,6 +125,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (FunctionSource::Pclntab, _) => "stripped; names from .gopclntab",
         (FunctionSource::SymbolTable, true) => ".symtab (not stripped)",
         (FunctionSource::SymbolTable, false) => ".dynsym only (stripped)",
+    };
+    let reports = match &args.matching {
+        Some(func) => {
+            let pattern = Pattern::parse(func, false)?;
+            let selected = select::matching(&binary, &pattern, &located.display)?;
+            capability::report(&binary, &selected)
+        }
+        None => Vec::new(),
     };
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -155,6 +170,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "exits_ret": cost.rets,
                 "exits_tail_jump": cost.tail_jumps,
             });
+        }
+        if args.matching.is_some() {
+            info["matched"] = reports
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "function": r.function,
+                        "copies": r.copies.iter().map(capability::Copy::to_json).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
         }
         if args.functions {
             info["functions"] = functions.into();
@@ -207,6 +233,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "exits:       {} ret (single-stepped), {} tail jmp (emulated)",
             cost.rets, cost.tail_jumps
         )?;
+    }
+    for report in &reports {
+        let inlined = report
+            .copies
+            .iter()
+            .filter(|c| c.inlined_in.is_some())
+            .count();
+        let own = if report.copies.len() > inlined {
+            "out-of-line code"
+        } else {
+            "no out-of-line code"
+        };
+        writeln!(out, "{}: {own}, {inlined} inlined copies", report.function)?;
+        for copy in &report.copies {
+            writeln!(out, "  {}", copy.describe())?;
+        }
     }
     if args.functions {
         for f in binary.functions() {

@@ -1,5 +1,6 @@
 //! One module per tool; each turns parsed arguments into a tracing run.
 
+pub mod capability;
 pub mod funccount;
 pub mod funclatency;
 pub mod info;

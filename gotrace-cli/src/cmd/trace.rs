@@ -28,7 +28,7 @@ use crate::{
     },
     privilege,
     probe::{format::Format, pattern::Pattern, spec::Spec},
-    symbols::{self, Binary, Located},
+    symbols::{self, inline::InlinedSite, Binary, Function, Located},
     target::Process,
     trace::{
         decode,
@@ -106,6 +106,14 @@ struct Probe {
     spec: ProbeSpec,
     /// Index of its binary.
     binary: usize,
+    /// Its sites are inside a function body (an inlined copy's).
+    in_body: bool,
+}
+
+/// What a probe goes on: a function's own code, or an inlined copy.
+enum Traceable<'b> {
+    Function(&'b Function),
+    Inlined(&'b InlinedSite),
 }
 
 /// A binary probes go into, opened once for all the probes in it.
@@ -150,24 +158,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         wanted.push((i, index, pattern));
     }
-    // The functions each probe selects, checked before anything is planned.
-    let mut chosen = Vec::new();
+    // What each probe selects, checked before anything is planned: each
+    // out-of-line function, and each inlined copy, is a probe of its own.
+    let mut chosen: Vec<(usize, usize, Traceable<'_>)> = Vec::new();
     for (i, index, pattern) in &wanted {
         let t = &traced[*index];
         for s in select::matching(&t.binary, pattern, &t.located.display)? {
-            let Some(function) = s.function else {
-                bail!(
-                    "{} was inlined into {}: its calls have no arguments to read; \
-                     gotrace funccount counts them",
-                    s.name,
-                    s.callers().join(", ")
-                );
-            };
-            chosen.push((*i, *index, function));
+            chosen.extend(s.function.map(|f| (*i, *index, Traceable::Function(f))));
+            chosen.extend(
+                s.inlined
+                    .iter()
+                    .map(|site| (*i, *index, Traceable::Inlined(site))),
+            );
         }
     }
     if chosen.len() > MAX_PROBES as usize {
-        bail!("more than {MAX_PROBES} functions to trace: narrow the probes");
+        bail!(
+            "{} functions and inlined copies to trace, more than {MAX_PROBES}: narrow the probes",
+            chosen.len()
+        );
     }
     let options = plan::Options {
         policy: args.placement,
@@ -179,19 +188,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .enumerate()
         .map(|(index, t)| {
-            let functions = chosen
-                .iter()
-                .filter(|(_, b, _)| *b == index)
-                .map(|(_, _, f)| f.name.as_str())
+            let mine = || chosen.iter().filter(move |(_, b, _)| *b == index);
+            let functions = mine()
+                .filter_map(|(_, _, c)| match c {
+                    Traceable::Function(f) => Some(f.name.as_str()),
+                    Traceable::Inlined(_) => None,
+                })
                 .collect();
-            Planner::new(&t.binary, &t.located.display, functions, options)
+            let inlined = mine()
+                .filter_map(|(_, _, c)| match c {
+                    Traceable::Inlined(site) => Some(*site),
+                    Traceable::Function(_) => None,
+                })
+                .collect();
+            Planner::new(&t.binary, &t.located.display, functions, inlined, options)
         })
         .collect();
     let mut probes: Vec<Probe> = Vec::new();
     let mut sites: Vec<Vec<ProbeSite>> = traced.iter().map(|_| Vec::new()).collect();
-    for (i, index, function) in &chosen {
+    for (i, index, traceable) in &chosen {
         let spec = &specs[*i];
-        let planned = planners[*index].plan(function, spec, probes.len() as u32)?;
+        let number = probes.len() as u32;
+        let (planned, function) = match traceable {
+            Traceable::Function(f) => (planners[*index].plan(f, spec, number)?, f.name.clone()),
+            Traceable::Inlined(site) => (
+                planners[*index].plan_inlined(site, spec, number)?,
+                format!("{}[inlined]", site.name),
+            ),
+        };
         let t = &traced[*index];
         for site in &planned.sites {
             sites[*index].push(super::probe_site(
@@ -203,12 +227,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )?);
         }
         probes.push(Probe {
-            function: function.name.clone(),
+            function,
             sites: planned.addresses(),
             format: spec.format.clone(),
             shown: planned.shown,
             spec: planned.spec,
             binary: *index,
+            in_body: planned.in_body,
         });
     }
     drop(planners);
@@ -236,7 +261,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .override_global(GOID_OFFSET, &goid_offset, true)
                 .override_global(TID_FILTER, &tid, true)
                 .override_global(FSBASE_OFFSET, &fsbase_offset, true)
-                .map_max_entries(EVENTS_MAP, RING_BYTES);
+                .map_max_entries(EVENTS_MAP, RING_BYTES)
+                .map_max_entries(PROBES_MAP, probes.len() as u32);
         })?;
         let mut attacher = Attacher::new(args.attach, lifetime.stop());
         {
@@ -388,7 +414,7 @@ impl Printer<'_> {
             TimeColumn::Wall => Some(format!("{:<8}", hms_now())),
         };
         let frames = if probe.spec.stack != 0 {
-            decode::frames(&event, bias, &traced.binary, &traced.module)
+            decode::frames(&event, bias, &traced.binary, &traced.module, !probe.in_body)
         } else {
             Vec::new()
         };

@@ -18,6 +18,9 @@ use crate::{
 pub struct Site {
     pub address: u64,
     pub flags: u32,
+    /// With `Cookie::FLAG_FRAME_ADJUST`: how much higher the stack pointer
+    /// is here than at the entry.
+    pub adjust: u16,
     pub describe: String,
 }
 
@@ -81,7 +84,7 @@ pub fn timeable(
 }
 
 /// The out-of-line code of `function`: entry and every way out.
-fn out_of_line(
+pub(crate) fn out_of_line(
     binary: &Binary,
     function: &Function,
     tls: &dyn Fn() -> Result<(), String>,
@@ -106,6 +109,7 @@ fn out_of_line(
         .map(|exit| Site {
             address: exit.address,
             flags: g_flags,
+            adjust: 0,
             describe: format!(
                 "{} (return at +{:#x})",
                 function.name,
@@ -123,6 +127,7 @@ fn out_of_line(
         entries: vec![Site {
             address: function.address + entry.offset,
             flags: entry.flags | g_flags,
+            adjust: 0,
             describe: format!("{} ({})", function.name, entry.describe()),
         }],
         exits,
@@ -131,33 +136,47 @@ fn out_of_line(
 
 /// An inlined copy: the probe on its first instruction, and one on each
 /// instruction control reaches when it leaves the copy.
-fn inlined_copy(binary: &Binary, site: &InlinedSite) -> Result<(Site, Vec<Site>), String> {
-    let parent = binary
-        .function_at(site.address)
-        .ok_or("it lies in no known function")?;
-    let body = binary
-        .inlined_body(site)
-        .ok_or("its code is not in the inline tree")?;
-    let arch = binary.arch();
-    let code = binary.code(parent);
-    let entry =
-        placement::site(arch, code, parent.address, site.address).map_err(|why| why.to_string())?;
-    keys_intact(binary, &entry)?;
-    let exits = placement::inlined_exits(arch, code, parent.address, &body, site.address)
+pub(crate) fn inlined_copy(
+    binary: &Binary,
+    site: &InlinedSite,
+) -> Result<(Site, Vec<Site>), String> {
+    let entry = binary
+        .place_in_function(site.address)
         .map_err(|why| why.to_string())?;
+    keys_intact(binary, &entry)?;
+    let exits = binary.inlined_exits(site).map_err(|why| why.to_string())?;
     let describe = format!("{} (inlined in {})", site.name, site.caller);
+    // The frame the function has set up where the copy begins; where it
+    // ends the stack pointer may be higher (a return from inside the copy).
+    let entry_delta = binary.sp_delta(site.address + entry.offset);
     let ends = exits
         .into_iter()
-        .map(|exit| Site {
-            address: exit.address,
-            flags: 0,
-            describe: format!("{describe}, left at {:#x}", exit.address),
+        .map(|exit| {
+            let adjust = match (entry_delta, binary.sp_delta(exit.address)) {
+                (Some(entry), Some(here)) => entry.checked_sub(here),
+                _ => None,
+            }
+            .ok_or_else(|| format!("the stack pointer at {:#x} is unknown", exit.address))?;
+            let adjust = u16::try_from(adjust).map_err(|_| {
+                format!("its function's frame is over 64 KiB at {:#x}", exit.address)
+            })?;
+            Ok(Site {
+                address: exit.address,
+                flags: if adjust == 0 {
+                    0
+                } else {
+                    Cookie::FLAG_FRAME_ADJUST
+                },
+                adjust,
+                describe: format!("{describe}, left at {:#x}", exit.address),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, String>>()?;
     Ok((
         Site {
             address: site.address + entry.offset,
             flags: entry.flags,
+            adjust: 0,
             describe,
         },
         ends,
@@ -180,5 +199,5 @@ fn keys_intact(binary: &Binary, entry: &Placement) -> Result<(), String> {
 
 /// The cookie of a probe of row `index`.
 pub fn cookie(index: usize, site: &Site) -> Cookie {
-    Cookie::new(index as u32, site.flags)
+    Cookie::at_site(index as u32, site.flags, site.adjust)
 }

@@ -18,6 +18,9 @@ pub enum Value {
     Go(String),
     /// The kernel could not read it (bad pointer, paged out).
     Unreadable,
+    /// Nothing was read: DWARF gives no location for it at the probe (an
+    /// argument of an inlined call the compiler kept nowhere).
+    Missing,
 }
 
 impl Value {
@@ -103,10 +106,9 @@ pub fn message(format: &Format, values: &[Value]) -> String {
 }
 
 fn render(conversion: Conversion, value: &Value) -> String {
-    if let Value::Unreadable = value {
-        return "<unreadable>".to_owned();
-    }
     match (conversion, value) {
+        (_, Value::Unreadable) => "<unreadable>".to_owned(),
+        (_, Value::Missing) => "?".to_owned(),
         (Conversion::String | Conversion::Go, Value::Text { bytes, cut }) => {
             let mut text = String::from_utf8_lossy(bytes).into_owned();
             if *cut {
@@ -125,7 +127,6 @@ fn render(conversion: Conversion, value: &Value) -> String {
         (Conversion::Char, v) => char::from_u32(v.unsigned().unwrap_or_default() as u32 & 0xff)
             .unwrap_or('?')
             .to_string(),
-        (_, Value::Unreadable) => unreachable!("handled above"),
     }
 }
 

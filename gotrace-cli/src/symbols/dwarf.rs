@@ -223,6 +223,249 @@ pub fn parameters(object: &object::File<'_>, functions: &[&str]) -> HashMap<Stri
     found
 }
 
+/// Where one piece of a value is at a pc, as DWARF says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// In a register, by DWARF register number.
+    Register(u16),
+    /// In memory at the canonical frame address plus this offset.
+    Cfa(i64),
+}
+
+/// A piece of a value: `size` bytes (0: the whole value) at `place`, or
+/// nowhere (optimized out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub size: u64,
+    pub place: Option<Place>,
+}
+
+/// A parameter of an inlined call, located at one pc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InlinedParam {
+    pub param: Param,
+    /// Its pieces at the pc; `None` when DWARF gives no location there
+    /// (or one gotrace does not read: only registers and frame offsets).
+    pub pieces: Option<Vec<Piece>>,
+}
+
+/// One inlined call to look up: its first instruction, the function
+/// inlined, and the pc where its parameters are wanted (the probe's).
+#[derive(Clone, Copy, Debug)]
+pub struct InlinedCall<'n> {
+    pub first: u64,
+    pub name: &'n str,
+    pub pc: u64,
+}
+
+/// The parameters of each of `calls` that DWARF describes (its
+/// `DW_TAG_inlined_subroutine`, found by the lowest address of its ranges
+/// and its abstract origin's name), located at the call's `pc`, keyed by
+/// the call's first instruction; one pass over the DWARF.
+pub fn inlined_parameters(
+    object: &object::File<'_>,
+    calls: &[InlinedCall<'_>],
+) -> HashMap<u64, Vec<InlinedParam>> {
+    let mut found = HashMap::new();
+    let Some(sections) = sections(object) else {
+        return found;
+    };
+    let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
+    let mut units = Vec::new();
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        if let Ok(unit) = dwarf.unit(header) {
+            units.push(unit);
+        }
+    }
+    let types = Types {
+        dwarf: &dwarf,
+        units: &units,
+    };
+    for (u, unit) in units.iter().enumerate() {
+        let mut entries = unit.entries();
+        while let Ok(Some((_, entry))) = entries.next_dfs() {
+            if entry.tag() != gimli::DW_TAG_inlined_subroutine {
+                continue;
+            }
+            let Some(first) = lowest_pc(&dwarf, unit, entry) else {
+                continue;
+            };
+            let Some(call) = calls.iter().find(|c| c.first == first) else {
+                continue;
+            };
+            // The abstract subprogram this call is a copy of.
+            let Some((origin_unit, origin)) = origin_of(&units, u, entry) else {
+                continue;
+            };
+            if string_attr(&dwarf, &units[origin_unit], &origin, gimli::DW_AT_name).as_deref()
+                != Some(call.name)
+            {
+                continue;
+            }
+            // Where the copy keeps each parameter, by its abstract entry:
+            // the compiler leaves out those it keeps nowhere.
+            let mut located = HashMap::new();
+            if let Ok(mut tree) = unit.entries_tree(Some(entry.offset())) {
+                if let Ok(root) = tree.root() {
+                    let mut children = root.children();
+                    while let Ok(Some(child)) = children.next() {
+                        let child = child.entry();
+                        if child.tag() != gimli::DW_TAG_formal_parameter {
+                            continue;
+                        }
+                        if let Some((param_unit, abstract_param)) = origin_of(&units, u, child) {
+                            located.insert(
+                                (param_unit, abstract_param.offset()),
+                                location_at(&dwarf, unit, child, call.pc),
+                            );
+                        }
+                    }
+                }
+            }
+            // The parameters themselves, in order, from the abstract
+            // function.
+            let mut params = Vec::new();
+            let abstract_unit = &units[origin_unit];
+            if let Ok(mut tree) = abstract_unit.entries_tree(Some(origin.offset())) {
+                if let Ok(root) = tree.root() {
+                    let mut children = root.children();
+                    while let Ok(Some(child)) = children.next() {
+                        let param = child.entry();
+                        if param.tag() != gimli::DW_TAG_formal_parameter {
+                            continue;
+                        }
+                        let name = string_attr(&dwarf, abstract_unit, param, gimli::DW_AT_name)
+                            .unwrap_or_default();
+                        let result = matches!(
+                            param
+                                .attr_value(gimli::DW_AT_variable_parameter)
+                                .ok()
+                                .flatten(),
+                            Some(gimli::AttributeValue::Flag(true))
+                        );
+                        let shape = types
+                            .referenced(origin_unit, param, POINTER_DEPTH, 0)
+                            .unwrap_or(Shape::Other { size: 0 });
+                        params.push(InlinedParam {
+                            param: Param {
+                                name,
+                                shape,
+                                result,
+                            },
+                            pieces: located.remove(&(origin_unit, param.offset())).flatten(),
+                        });
+                    }
+                }
+            }
+            found.entry(first).or_insert(params);
+        }
+    }
+    found
+}
+
+/// The lowest address an entry's code covers (`DW_AT_low_pc` or ranges).
+fn lowest_pc<R: gimli::Reader>(
+    dwarf: &gimli::Dwarf<R>,
+    unit: &gimli::Unit<R>,
+    entry: &gimli::DebuggingInformationEntry<'_, '_, R>,
+) -> Option<u64> {
+    let mut ranges = dwarf.die_ranges(unit, entry).ok()?;
+    let mut lowest: Option<u64> = None;
+    while let Ok(Some(range)) = ranges.next() {
+        if range.begin < range.end {
+            lowest = Some(lowest.map_or(range.begin, |l| l.min(range.begin)));
+        }
+    }
+    lowest
+}
+
+/// The entry an entry (of unit `u`) names by `DW_AT_abstract_origin`, and
+/// the index of its unit: Go refers to abstract functions and their
+/// parameters across units (`DW_FORM_ref_addr`).
+fn origin_of<'u, R: gimli::Reader>(
+    units: &'u [gimli::Unit<R>],
+    u: usize,
+    entry: &gimli::DebuggingInformationEntry<'_, '_, R>,
+) -> Option<(usize, gimli::DebuggingInformationEntry<'u, 'u, R>)> {
+    let (u, offset) = match entry.attr_value(gimli::DW_AT_abstract_origin).ok()?? {
+        gimli::AttributeValue::UnitRef(offset) => (u, offset),
+        gimli::AttributeValue::DebugInfoRef(global) => units
+            .iter()
+            .enumerate()
+            .find_map(|(i, unit)| Some((i, global.to_unit_offset(&unit.header)?)))?,
+        _ => return None,
+    };
+    Some((u, units[u].entry(offset).ok()?))
+}
+
+/// Where `entry`'s `DW_AT_location` puts it at `pc`.
+fn location_at<R: gimli::Reader>(
+    dwarf: &gimli::Dwarf<R>,
+    unit: &gimli::Unit<R>,
+    entry: &gimli::DebuggingInformationEntry<'_, '_, R>,
+    pc: u64,
+) -> Option<Vec<Piece>> {
+    let value = entry.attr_value(gimli::DW_AT_location).ok()??;
+    let expression = match value {
+        gimli::AttributeValue::Exprloc(expression) => expression,
+        value => {
+            let mut list = dwarf.attr_locations(unit, value).ok()??;
+            loop {
+                let entry = list.next().ok()??;
+                if (entry.range.begin..entry.range.end).contains(&pc) {
+                    break entry.data;
+                }
+            }
+        }
+    };
+    pieces(expression, unit.encoding())
+}
+
+/// The pieces of a location expression made of registers, frame offsets
+/// (Go's frame base is the CFA) and `DW_OP_piece`; `None` for anything
+/// else.
+pub fn pieces<R: gimli::Reader>(
+    expression: gimli::Expression<R>,
+    encoding: gimli::Encoding,
+) -> Option<Vec<Piece>> {
+    let mut operations = expression.operations(encoding);
+    let mut pieces = Vec::new();
+    let mut place: Option<Place> = None;
+    let mut constant: Option<i64> = None;
+    while let Some(operation) = operations.next().ok()? {
+        match operation {
+            gimli::Operation::Register { register } => place = Some(Place::Register(register.0)),
+            gimli::Operation::CallFrameCFA => place = Some(Place::Cfa(0)),
+            gimli::Operation::FrameOffset { offset } => place = Some(Place::Cfa(offset)),
+            gimli::Operation::PlusConstant { value } => match &mut place {
+                Some(Place::Cfa(offset)) => *offset += i64::try_from(value).ok()?,
+                _ => return None,
+            },
+            gimli::Operation::SignedConstant { value } => constant = Some(value),
+            gimli::Operation::UnsignedConstant { value } => {
+                constant = Some(i64::try_from(value).ok()?)
+            }
+            gimli::Operation::Plus => match (&mut place, constant.take()) {
+                (Some(Place::Cfa(offset)), Some(value)) => *offset += value,
+                _ => return None,
+            },
+            gimli::Operation::Piece {
+                size_in_bits,
+                bit_offset: None,
+            } if size_in_bits % 8 == 0 => pieces.push(Piece {
+                size: size_in_bits / 8,
+                place: place.take(),
+            }),
+            _ => return None,
+        }
+    }
+    if pieces.is_empty() {
+        pieces.push(Piece { size: 0, place });
+    }
+    Some(pieces)
+}
+
 /// Go describes `interface{}` with `runtime.eface` (no itab) and every
 /// other interface with `runtime.iface`.
 fn is_empty_interface(name: &str) -> bool {

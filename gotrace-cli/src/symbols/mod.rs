@@ -43,6 +43,22 @@ pub struct Function {
     pub size: u64,
 }
 
+/// Whether a call to the function `name` never returns: Go's panics and
+/// fatal errors (code after such a call runs only when a deferred
+/// `recover` resumes the caller).
+fn never_returns(name: &str) -> bool {
+    matches!(
+        name,
+        "runtime.gopanic"
+            | "runtime.throw"
+            | "runtime.fatal"
+            | "runtime.fatalthrow"
+            | "runtime.fatalpanic"
+            | "runtime.Goexit"
+    ) || name.starts_with("runtime.panic")
+        || name.starts_with("runtime.goPanic")
+}
+
 /// Where a binary's function names came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FunctionSource {
@@ -267,6 +283,26 @@ impl Binary {
             .unwrap_or_default()
     }
 
+    /// The parameters of inlined calls, each located at its pc (see
+    /// `dwarf::inlined_parameters`), keyed by the call's first
+    /// instruction; empty without DWARF.
+    pub fn inlined_parameters(
+        &self,
+        calls: &[dwarf::InlinedCall<'_>],
+    ) -> HashMap<u64, Vec<dwarf::InlinedParam>> {
+        object::File::parse(&*self.data)
+            .ok()
+            .map(|object| dwarf::inlined_parameters(&object, calls))
+            .unwrap_or_default()
+    }
+
+    /// How far below its value at the entry of the function holding `pc`
+    /// the stack pointer is at `pc` (gc binaries, Go 1.18+).
+    pub fn sp_delta(&self, pc: u64) -> Option<u64> {
+        let tables = self.inline_tables.as_ref()?;
+        tables.table(&self.data)?.sp_delta(pc)
+    }
+
     /// The function whose code holds `address`.
     pub fn function_at(&self, address: u64) -> Option<&Function> {
         let after = self.functions.partition_point(|f| f.address <= address);
@@ -322,6 +358,33 @@ impl Binary {
         let tables = self.inline_tables.as_ref()?;
         let table = tables.table(&self.data)?;
         inline::body(&table, &self.image(), tables.gofunc, site)
+    }
+
+    /// Every way out of the inlined copy `site` (see
+    /// `placement::inlined_exits`); Go's panic functions do not return.
+    pub fn inlined_exits(
+        &self,
+        site: &inline::InlinedSite,
+    ) -> Result<Vec<crate::attach::placement::Exit>, crate::attach::placement::Unprobeable> {
+        use crate::attach::placement::{self, Unprobeable};
+        let parent = self
+            .function_at(site.address)
+            .ok_or_else(|| Unprobeable("it lies in no known function".to_owned()))?;
+        let body = self
+            .inlined_body(site)
+            .ok_or_else(|| Unprobeable("its code is not in the inline tree".to_owned()))?;
+        let no_return = |target: u64| {
+            self.function_at(target)
+                .is_some_and(|f| f.address == target && never_returns(&f.name))
+        };
+        placement::inlined_exits(
+            self.arch,
+            self.code(parent),
+            parent.address,
+            &body,
+            site.address,
+            &no_return,
+        )
     }
 
     /// The Go type whose descriptor is at link-time `address` (an

@@ -256,10 +256,22 @@ impl<'a> Pclntab<'a> {
         let nfuncdata = usize::from(*record.get(fixed - 1)?);
         let tables = record.get(fixed..)?;
         Some(FuncRecord {
+            pcsp: read_uint(record, 16, 4)? as u32,
             npcdata,
             nfuncdata,
             tables,
         })
+    }
+
+    /// How far below its value at the function's entry the stack pointer
+    /// is at `pc` (the frame the function has set up there).
+    pub fn sp_delta(&self, pc: u64) -> Option<u64> {
+        let function = self.function_containing(pc)?;
+        let table = self.record(&function)?.pcsp()?;
+        self.pc_values(table, function.entry)
+            .into_iter()
+            .find(|&(start, end, _)| (start..end).contains(&pc))
+            .and_then(|(_, _, delta)| u64::try_from(delta).ok())
     }
 
     /// The (start, end, value) ranges of the pc-value table at `offset` of
@@ -304,12 +316,20 @@ impl<'a> Pclntab<'a> {
 /// offsets, then the funcdata offsets.
 #[derive(Clone, Copy, Debug)]
 pub struct FuncRecord<'a> {
+    /// Offset in the pc tables of the stack-pointer delta table.
+    pcsp: u32,
     npcdata: usize,
     nfuncdata: usize,
     tables: &'a [u8],
 }
 
 impl FuncRecord<'_> {
+    /// Offset in the pc tables of the table of how far the stack pointer
+    /// is below its value at entry.
+    pub fn pcsp(&self) -> Option<u32> {
+        (self.pcsp != 0).then_some(self.pcsp)
+    }
+
     /// Offset in the pc tables of pcdata table `index`, if the function has one.
     pub fn pcdata(&self, index: usize) -> Option<u32> {
         (index < self.npcdata)

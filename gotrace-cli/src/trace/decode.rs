@@ -33,6 +33,9 @@ pub fn value(
     string_size: usize,
     go_type: impl Fn(u64) -> Option<GoType>,
 ) -> Value {
+    if shown.missing {
+        return Value::Missing;
+    }
     if event.cut & unreadable_bit(i) != 0 {
         return Value::Unreadable;
     }
@@ -91,14 +94,25 @@ pub fn value(
 
 /// The event's user stack, symbolized through `binary` (loaded `bias`
 /// from its link-time addresses), each frame marked with `module`.
-pub fn frames(event: &Event, bias: u64, binary: &Binary, module: &str) -> Vec<String> {
+/// `frameless`: the probe sits where its function has no frame yet
+/// (entry, stack-check branch, return), so the frame-pointer walk starts
+/// at the caller's caller and the caller comes from the stack pointer;
+/// inside a body (an inlined copy) the walk is complete.
+pub fn frames(
+    event: &Event,
+    bias: u64,
+    binary: &Binary,
+    module: &str,
+    frameless: bool,
+) -> Vec<String> {
     let count = (event.stack_bytes as usize / 8).min(event.stack.len());
-    // The probe's own address, then the caller (read at RSP), then the
-    // frame-pointer walk, which starts at the caller's caller.
+    let caller = (frameless && event.return_address != 0).then_some(event.return_address);
+    // The probe's own address, then the caller (read at the stack
+    // pointer), then the frame-pointer walk.
     let addresses: Vec<u64> = event.stack[..count.min(1)]
         .iter()
         .copied()
-        .chain((event.return_address != 0).then_some(event.return_address))
+        .chain(caller)
         .chain(event.stack[count.min(1)..count].iter().copied())
         .collect();
     addresses
@@ -143,6 +157,7 @@ mod tests {
         size: 8,
         signed: true,
         shape: None,
+        missing: false,
     };
 
     fn arg(kind: u32) -> ArgSpec {
@@ -164,6 +179,7 @@ mod tests {
             size: 4,
             signed: true,
             shape: None,
+            missing: false,
         };
         assert_eq!(
             value(&e, 1, &arg(ARG_WORD), &small, 64, no_types),
@@ -211,6 +227,18 @@ mod tests {
                 bytes: b"ab".to_vec(),
                 cut: false
             }
+        );
+    }
+
+    #[test]
+    fn missing_arguments_read_nothing() {
+        let missing = Shown {
+            missing: true,
+            ..WORD
+        };
+        assert_eq!(
+            value(&event(), 0, &ArgSpec::default(), &missing, 64, no_types),
+            Value::Missing
         );
     }
 

@@ -6,7 +6,10 @@
 //! A [`Planner`] serves one binary: it reads the DWARF parameters of every
 //! function traced in it at most once, whatever the number of probes.
 
-use std::{cell::OnceCell, collections::HashMap};
+use std::{
+    cell::OnceCell,
+    collections::{HashMap, HashSet},
+};
 
 use anyhow::{bail, Context as _};
 use gotrace_common::{
@@ -21,6 +24,7 @@ use gotrace_common::{
 use crate::{
     abi::{self, named, Convention},
     arch::Registers,
+    arch::{register, stack},
     attach::placement::{self, RegisterSet},
     probe::{
         filter::{Op, Value as FilterValue},
@@ -28,7 +32,8 @@ use crate::{
         spec::{ArgExpr, Kind, Spec},
     },
     symbols::{
-        dwarf::{Param, Shape},
+        dwarf::{InlinedCall, InlinedParam, Param, Piece, Place as DwarfPlace, Shape},
+        inline::InlinedSite,
         Binary, Function,
     },
 };
@@ -63,6 +68,9 @@ pub struct Shown {
     pub signed: bool,
     /// Named arguments: the Go shape, which slices' elements need.
     pub shape: Option<Shape>,
+    /// Nothing is read: an inlined call's argument DWARF does not locate
+    /// at the probe, printed as `?`.
+    pub missing: bool,
 }
 
 impl Shown {
@@ -71,6 +79,15 @@ impl Shown {
         size: 8,
         signed: true,
         shape: None,
+        missing: false,
+    };
+
+    /// A slot with nothing to read (see [`Shown::missing`]).
+    const MISSING: Shown = Shown {
+        size: 8,
+        signed: false,
+        shape: None,
+        missing: true,
     };
 }
 
@@ -190,6 +207,9 @@ pub struct Planned {
     pub shown: Vec<Shown>,
     /// The probe's sites, numbered by `Cookie::site`.
     pub sites: Vec<Site>,
+    /// Whether the sites are inside a function body, whose frame is set
+    /// up (an inlined copy's), rather than at a function's entry or return.
+    pub in_body: bool,
 }
 
 /// One site of a probe.
@@ -227,6 +247,11 @@ pub struct Planner<'b> {
     functions: Vec<&'b str>,
     /// Their parameters, read once on first need.
     params: OnceCell<HashMap<String, Vec<Param>>>,
+    /// Inlined copies that may need their DWARF parameters.
+    inlined: Vec<&'b InlinedSite>,
+    /// Their parameters at their entry probes, read once on first need,
+    /// by the copy's first instruction.
+    inlined_params: OnceCell<HashMap<u64, Vec<InlinedParam>>>,
     options: Options,
 }
 
@@ -236,6 +261,7 @@ impl<'b> Planner<'b> {
         binary: &'b Binary,
         shown_as: &'b str,
         functions: Vec<&'b str>,
+        inlined: Vec<&'b InlinedSite>,
         options: Options,
     ) -> Self {
         Self {
@@ -243,6 +269,8 @@ impl<'b> Planner<'b> {
             shown_as,
             functions,
             params: OnceCell::new(),
+            inlined,
+            inlined_params: OnceCell::new(),
             options,
         }
     }
@@ -302,7 +330,189 @@ impl<'b> Planner<'b> {
             spec: probe,
             shown,
             sites,
+            in_body: false,
         })
+    }
+
+    /// Plans `spec` on the inlined copy `site`, as probe number `index`:
+    /// its entry (or, with `r:`, every instruction control reaches when it
+    /// leaves the copy), its named arguments from DWARF at the probe.
+    pub fn plan_inlined(
+        &self,
+        site: &InlinedSite,
+        spec: &Spec,
+        index: u32,
+    ) -> anyhow::Result<Planned> {
+        let parent = self.binary.function_at(site.address).with_context(|| {
+            format!(
+                "{} inlined at {:#x} lies in no function",
+                site.name, site.address
+            )
+        })?;
+        let arch = self.binary.arch();
+        let code = self.binary.code(parent);
+        let shown_as = format!(
+            "{} inlined in {} at {:#x}",
+            site.name, site.caller, site.address
+        );
+        let (addresses, flags) = match spec.kind {
+            Kind::Entry => {
+                let placement = placement::site(arch, code, parent.address, site.address)
+                    .with_context(|| format!("cannot trace {shown_as}"))?;
+                (vec![site.address + placement.offset], placement.flags)
+            }
+            Kind::Return => {
+                let exits = self
+                    .binary
+                    .inlined_exits(site)
+                    .with_context(|| format!("cannot trace the returns of {shown_as}"))?;
+                (exits.into_iter().map(|e| e.address).collect(), 0)
+            }
+        };
+        let slots = slots(spec)?;
+        let mut probe = ProbeSpec::default();
+        let mut shown = Vec::new();
+        let mut said = HashSet::new();
+        for (i, (expr, want)) in slots.exprs.iter().enumerate() {
+            let (arg, shown_as_slot) =
+                self.read_inlined(site, addresses[0], spec.kind, expr, *want)?;
+            if shown_as_slot.missing && said.insert(expr.to_string()) {
+                eprintln!(
+                    "gotrace: {shown_as}: DWARF gives no location for {expr} at {:#x} \
+                     (the compiler kept it nowhere, or only as a constant): printed as ?",
+                    addresses[0]
+                );
+            }
+            probe.args[i] = arg;
+            shown.push(shown_as_slot);
+        }
+        for (i, (slot, op, value)) in slots.conditions.iter().enumerate() {
+            if shown[*slot].missing {
+                bail!(
+                    "filter on {} of {shown_as}: DWARF gives no location for it there",
+                    slots.exprs[*slot].0
+                );
+            }
+            probe.conditions[i] = condition(
+                *slot,
+                *op,
+                value,
+                &probe.args[*slot],
+                &shown[*slot],
+                &slots.exprs[*slot].0,
+            )?;
+        }
+        probe.join = if spec.filter.as_ref().is_some_and(|f| f.any) {
+            JOIN_OR
+        } else {
+            JOIN_AND
+        };
+        probe.stack = u32::from(self.options.stack);
+        probe.pid = self.options.pid.unwrap_or(0);
+        probe.g_from = match Convention::of(self.binary, parent) {
+            Convention::GoRegister => G_IN_R14,
+            Convention::GoStack => G_IN_TLS,
+            Convention::SystemV => G_UNKNOWN,
+        };
+        if addresses.len() > usize::from(u16::MAX) {
+            bail!("{shown_as} has too many ways out to trace");
+        }
+        let sites = addresses
+            .iter()
+            .enumerate()
+            .map(|(n, &address)| Site {
+                address,
+                cookie: Cookie::at_site(index, flags, n as u16),
+                describe: shown_as.clone(),
+            })
+            .collect();
+        Ok(Planned {
+            spec: probe,
+            shown,
+            sites,
+            in_body: true,
+        })
+    }
+
+    /// How to read one argument of an inlined copy at `pc`: only named
+    /// arguments, located by DWARF there.
+    fn read_inlined(
+        &self,
+        site: &InlinedSite,
+        pc: u64,
+        kind: Kind,
+        expr: &ArgExpr,
+        want: Want,
+    ) -> anyhow::Result<(ArgSpec, Shown)> {
+        let (name, fields) = match expr {
+            ArgExpr::Named { name, fields } => (name, fields),
+            ArgExpr::GoArg(_) | ArgExpr::CArg(_) => bail!(
+                "{expr} has no meaning in an inlined copy of {} (its arguments are where the \
+                 compiler left them, not in the ABI's places): name the parameter (DWARF)",
+                site.name
+            ),
+            ArgExpr::Retval(_) => bail!(
+                "retval has no meaning in an inlined copy of {} (nothing returns): print what \
+                 the caller does with it, or trace the function where it is not inlined",
+                site.name
+            ),
+        };
+        if kind == Kind::Return {
+            bail!(
+                "{expr}: DWARF locates no results of inlined calls ({} inlined in {}): drop the \
+                 arguments of this r: probe to see each return",
+                site.name,
+                site.caller
+            );
+        }
+        if !self.binary.facts().dwarf {
+            bail!(
+                "{expr}: named arguments need DWARF, and {} has none (stripped?); an inlined \
+                 copy has no other way to its arguments",
+                self.shown_as
+            );
+        }
+        let params = self
+            .inlined_params
+            .get_or_init(|| self.inlined_parameters())
+            .get(&site.address)
+            .with_context(|| {
+                format!(
+                    "{expr}: DWARF does not describe the call of {} inlined in {} at {:#x}",
+                    site.name, site.caller, site.address
+                )
+            })?;
+        let placed: Vec<(&Param, Option<named::Place>)> = params
+            .iter()
+            .filter(|p| !p.param.result)
+            .map(|p| (&p.param, locate(self.binary, p, pc)))
+            .collect();
+        match named::resolve_placed(&site.name, &placed, name, fields) {
+            Ok(resolved) => Ok((resolved.spec, shown_of(expr, want, resolved)?)),
+            Err(named::NamedError::NoLocation(_)) => Ok((ArgSpec::default(), Shown::MISSING)),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The parameters of every inlined copy this planner serves, at the
+    /// pc of its entry probe: one pass over the DWARF.
+    fn inlined_parameters(&self) -> HashMap<u64, Vec<InlinedParam>> {
+        let calls: Vec<InlinedCall<'_>> = self
+            .inlined
+            .iter()
+            .map(|site| {
+                let pc = self
+                    .binary
+                    .place_in_function(site.address)
+                    .map_or(site.address, |p| site.address + p.offset);
+                InlinedCall {
+                    first: site.address,
+                    name: &site.name,
+                    pc,
+                }
+            })
+            .collect();
+        self.binary.inlined_parameters(&calls)
     }
 
     /// How to read one argument expression, and how to show what was read.
@@ -407,28 +617,8 @@ impl<'b> Planner<'b> {
                     })?;
                 let resolved =
                     named::resolve(arch, &function.name, params, convention, name, fields)?;
-                let only_go = match resolved.shape {
-                    Shape::Slice(_) => Some("a slice"),
-                    Shape::Interface { .. } => Some("an interface"),
-                    _ => None,
-                };
-                match (want, only_go) {
-                    (Want::Go, _) => {}
-                    (_, Some(what)) => bail!("{expr} is {what}: print it with %v"),
-                    (Want::Text, None) if !resolved.is_string => {
-                        bail!("{expr} is not a string: print it with %d, %x or %p")
-                    }
-                    (Want::Word, None) if resolved.is_string => {
-                        bail!("{expr} is a string: print it with %s")
-                    }
-                    _ => {}
-                }
-                let shown = Shown {
-                    size: resolved.size,
-                    signed: resolved.signed,
-                    shape: Some(resolved.shape),
-                };
-                (resolved.spec, shown)
+                let spec = resolved.spec;
+                (spec, shown_of(expr, want, resolved)?)
             }
         })
     }
@@ -496,6 +686,91 @@ impl<'b> Planner<'b> {
             })
             .collect();
         Ok((sites, moved))
+    }
+}
+
+/// How a named argument is shown, checking that `want` (the format's
+/// conversion) suits what it is.
+fn shown_of(expr: &ArgExpr, want: Want, resolved: named::Resolved) -> anyhow::Result<Shown> {
+    let only_go = match resolved.shape {
+        Shape::Slice(_) => Some("a slice"),
+        Shape::Interface { .. } => Some("an interface"),
+        _ => None,
+    };
+    match (want, only_go) {
+        (Want::Go, _) => {}
+        (_, Some(what)) => bail!("{expr} is {what}: print it with %v"),
+        (Want::Text, None) if !resolved.is_string => {
+            bail!("{expr} is not a string: print it with %d, %x or %p")
+        }
+        (Want::Word, None) if resolved.is_string => {
+            bail!("{expr} is a string: print it with %s")
+        }
+        _ => {}
+    }
+    Ok(Shown {
+        size: resolved.size,
+        signed: resolved.signed,
+        shape: Some(resolved.shape),
+        missing: false,
+    })
+}
+
+/// Where the inlined call's argument `param` is at `pc` of `binary`, if
+/// every word of it is somewhere trace can read.
+pub(crate) fn locate(binary: &Binary, param: &InlinedParam, pc: u64) -> Option<named::Place> {
+    // The CFA is the stack pointer at entry, above the return address.
+    let cfa = binary.sp_delta(pc).map(|delta| delta + 8);
+    let pieces = param.pieces.as_deref()?;
+    place_of(
+        pieces,
+        &param.param.shape,
+        cfa,
+        binary.arch().registers().dwarf,
+    )
+}
+
+/// Where an inlined call's argument of `shape` is, from its DWARF pieces
+/// at a pc whose canonical frame address is `cfa` bytes above the stack
+/// pointer; `None` unless every word of it is in a register or the frame
+/// (Go sometimes locates only the first word of a string in a register).
+fn place_of(
+    pieces: &[Piece],
+    shape: &Shape,
+    cfa: Option<u64>,
+    dwarf: &[u32],
+) -> Option<named::Place> {
+    let location = |place: DwarfPlace| match place {
+        DwarfPlace::Register(r) => dwarf.get(usize::from(r)).map(|&r| register(r)),
+        DwarfPlace::Cfa(k) => {
+            let offset = i64::try_from(cfa?).ok()?.checked_add(k)?;
+            u32::try_from(offset).ok().map(stack)
+        }
+    };
+    match pieces {
+        [Piece {
+            size: 0,
+            place: Some(DwarfPlace::Cfa(k)),
+        }] => {
+            let offset = i64::try_from(cfa?).ok()?.checked_add(*k)?;
+            Some(named::Place::Stack(u32::try_from(offset).ok()?))
+        }
+        _ => {
+            let (words, _) = named::words(shape)?;
+            if words != pieces.len() {
+                return None;
+            }
+            pieces
+                .iter()
+                .map(|piece| {
+                    (piece.size <= 8)
+                        .then_some(piece.place)
+                        .flatten()
+                        .and_then(location)
+                })
+                .collect::<Option<Vec<u32>>>()
+                .map(named::Place::Words)
+        }
     }
 }
 

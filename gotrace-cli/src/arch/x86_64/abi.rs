@@ -35,4 +35,23 @@ pub const REGISTERS: Registers = Registers {
     c_results: &[regs::RAX, regs::RDX],
     g: regs::R14,
     stack_pointer: regs::RSP,
+    // The System V psABI's DWARF numbering.
+    dwarf: &[
+        regs::RAX,
+        regs::RDX,
+        regs::RCX,
+        regs::RBX,
+        regs::RSI,
+        regs::RDI,
+        regs::RBP,
+        regs::RSP,
+        regs::R8,
+        regs::R9,
+        regs::R10,
+        regs::R11,
+        regs::R12,
+        regs::R13,
+        regs::R14,
+        regs::R15,
+    ],
 };

@@ -254,42 +254,62 @@ pub fn exits(code: &[u8], address: u64) -> Vec<Exit> {
 
 /// Where a call inlined into the function whose machine code is `code`
 /// (loaded at `address`) ends, the copy's code being `body` (sorted
-/// ranges): every instruction outside the body that control reaches from
-/// an instruction inside it (fall-through, branch targets, the return of a
-/// call that ends it), each placed by the kernel's rules. Refused when the
-/// copy's ends cannot all be found or probed the same way as its entry:
-/// a jump table inside it, a return from inside it (the frame is gone
-/// there), or a loop back to its first instruction.
+/// ranges) and its first instruction `entry`: following control from the
+/// entry through the body, every instruction outside the body that it
+/// reaches (fall-through, branch targets, the return of a call that ends
+/// the copy), and every return or tail jump of the function it reaches
+/// inside the body (the function returns straight from the copy's code);
+/// each placed by the kernel's rules. Calls for which `no_return(target)`
+/// (Go's panics) end a path: code after them runs only when a deferred
+/// `recover` resumes the function, not when the copy returns. Refused
+/// when the ends cannot all be found: a jump table inside the copy, or a
+/// loop back to its first instruction.
 pub fn inlined_exits(
     code: &[u8],
     address: u64,
     body: &[(u64, u64)],
     entry: u64,
+    no_return: &dyn Fn(u64) -> bool,
 ) -> Result<Vec<Exit>, Unprobeable> {
     let inside = |pc: u64| body.iter().any(|&(start, end)| (start..end).contains(&pc));
     let end = address + code.len() as u64;
+    // The function's instructions by address (Go keeps no data in text).
+    let mut instructions = std::collections::BTreeMap::new();
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
-    let mut instruction = Instruction::default();
-    let mut exits: Vec<u64> = Vec::new();
     while decoder.can_decode() {
-        decoder.decode_out(&mut instruction);
+        let instruction = decoder.decode();
         if instruction.is_invalid() {
             break;
         }
-        if !inside(instruction.ip()) {
+        instructions.insert(instruction.ip(), instruction);
+    }
+    let mut exits: Vec<Exit> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut pending = vec![entry];
+    while let Some(pc) = pending.pop() {
+        if !seen.insert(pc) {
             continue;
         }
+        let Some(instruction) = instructions.get(&pc) else {
+            return Err(Unprobeable(format!(
+                "control reaches {pc:#x}, which is not an instruction of the function"
+            )));
+        };
         let next = instruction.next_ip();
         let target = instruction.near_branch_target();
-        let successors: &[u64] = match instruction.flow_control() {
-            FlowControl::Next | FlowControl::Call | FlowControl::IndirectCall => &[next],
-            FlowControl::ConditionalBranch => &[next, target],
-            FlowControl::UnconditionalBranch if (address..end).contains(&target) => &[target],
+        let successors: Vec<u64> = match instruction.flow_control() {
+            FlowControl::Next | FlowControl::IndirectCall => vec![next],
+            FlowControl::Call if no_return(target) => Vec::new(),
+            FlowControl::Call => vec![next],
+            FlowControl::ConditionalBranch => vec![next, target],
+            FlowControl::UnconditionalBranch if (address..end).contains(&target) => vec![target],
+            // The function leaves from inside the copy, frame and all.
             FlowControl::UnconditionalBranch | FlowControl::Return => {
-                return Err(Unprobeable(
-                    "the function it is inlined into returns (or jumps away) from inside it"
-                        .to_owned(),
-                ))
+                exits.push(Exit {
+                    address: pc,
+                    tail_call: instruction.flow_control() != FlowControl::Return,
+                });
+                Vec::new()
             }
             FlowControl::IndirectBranch => {
                 return Err(Unprobeable(
@@ -297,31 +317,30 @@ pub fn inlined_exits(
                 ))
             }
             // int3, ud2: the end of a panic call that does not return.
-            _ => &[],
+            _ => Vec::new(),
         };
-        for &successor in successors {
-            if successor == entry && instruction.flow_control() != FlowControl::Next {
+        for successor in successors {
+            if successor == entry {
                 return Err(Unprobeable(
                     "its first instruction is also a loop head inside it".to_owned(),
                 ));
             }
-            if !inside(successor) && !exits.contains(&successor) {
-                exits.push(successor);
+            if inside(successor) {
+                pending.push(successor);
+            } else if !exits.iter().any(|e| e.address == successor) {
+                let placed = site(code, address, successor).map_err(|why| {
+                    Unprobeable(format!("one of its ends cannot be probed: {why}"))
+                })?;
+                exits.push(Exit {
+                    address: successor + placed.offset,
+                    tail_call: false,
+                });
             }
         }
     }
-    exits.sort_unstable();
-    exits
-        .into_iter()
-        .map(|exit| {
-            let placed = site(code, address, exit)
-                .map_err(|why| Unprobeable(format!("one of its ends cannot be probed: {why}")))?;
-            Ok(Exit {
-                address: exit + placed.offset,
-                tail_call: false,
-            })
-        })
-        .collect()
+    exits.sort_unstable_by_key(|e| e.address);
+    exits.dedup_by_key(|e| e.address);
+    Ok(exits)
 }
 
 /// `MOV reg, FS:[disp]`: the g of ABI0 and pre-register-ABI functions.
@@ -511,22 +530,52 @@ mod tests {
         code.extend([0x48, 0x89, 0xc1]); //       +15 mov rcx,rax
         code.push(0xc3); //                       +18 ret
         let body = [(BASE + 5, BASE + 0x14)];
-        let exits = inlined_exits(&code, BASE, &body, BASE + 5).unwrap();
+        let exits = inlined_exits(&code, BASE, &body, BASE + 5, &|_| false).unwrap();
         let offsets: Vec<u64> = exits.iter().map(|e| e.address - BASE).collect();
         assert_eq!(offsets, [0x14, 0x15]);
     }
 
     #[test]
-    fn inlined_copies_that_cannot_be_timed() {
-        // A ret inside the copy.
+    fn inlined_copies_the_function_returns_from() {
+        // test rbx,rbx; ret: the function returns from inside the copy.
         let code = [0x48, 0x85, 0xdb, 0xc3, 0x90];
-        assert!(inlined_exits(&code, BASE, &[(BASE, BASE + 4)], BASE).is_err());
+        let exits = inlined_exits(&code, BASE, &[(BASE, BASE + 4)], BASE, &|_| false).unwrap();
+        assert_eq!(
+            exits,
+            [Exit {
+                address: BASE + 3,
+                tail_call: false
+            }]
+        );
+    }
+
+    #[test]
+    fn code_after_a_panic_is_not_a_way_out() {
+        // +0 test rax,rax; +3 jl +0a; +5 add rax,1; +9 nop (out);
+        // +0a call gopanic (+0f); +0f nop; +10 ret   (after the panic,
+        // reached only by a recover: not an end of the copy)
+        let mut code = vec![0x48, 0x85, 0xc0, 0x7c, 0x05, 0x48, 0x83, 0xc0, 0x01, 0x90];
+        code.extend([0xe8, 0x00, 0x00, 0x00, 0x00, 0x90, 0xc3]);
+        let body = [(BASE, BASE + 9), (BASE + 0x0a, BASE + 0x11)];
+        let panics = |target: u64| target == BASE + 0x0f;
+        let exits = inlined_exits(&code, BASE, &body, BASE, &panics).unwrap();
+        assert_eq!(
+            exits.iter().map(|e| e.address - BASE).collect::<Vec<_>>(),
+            [9]
+        );
+        // Without knowing that the call does not return, the ret counts.
+        let exits = inlined_exits(&code, BASE, &body, BASE, &|_| false).unwrap();
+        assert_eq!(exits.len(), 2);
+    }
+
+    #[test]
+    fn inlined_copies_that_cannot_be_timed() {
         // A jump table inside the copy.
         let code = [0x48, 0x85, 0xdb, 0xff, 0xe0, 0x90];
-        assert!(inlined_exits(&code, BASE, &[(BASE, BASE + 5)], BASE).is_err());
+        assert!(inlined_exits(&code, BASE, &[(BASE, BASE + 5)], BASE, &|_| false).is_err());
         // A loop back to its first instruction: dec rcx; jne -5.
         let code = [0x48, 0xff, 0xc9, 0x75, 0xfb, 0x90];
-        assert!(inlined_exits(&code, BASE, &[(BASE, BASE + 5)], BASE).is_err());
+        assert!(inlined_exits(&code, BASE, &[(BASE, BASE + 5)], BASE, &|_| false).is_err());
     }
 
     #[test]
