@@ -27,6 +27,16 @@ pub const RETURN_PROGRAM: &str = "funclatency_return";
 /// `gotrace-cli`, which sizes it before load.
 pub const LATENCY_MAP: &str = "FUNCLATENCY_LATENCY";
 
+/// Per-CPU hash of `probe::ProcessKey` -> [`Latency`], kept besides
+/// [`LATENCY_MAP`] when `probe::BY_PROCESS` is set. Written by the
+/// programs; read by `gotrace-cli`, which sizes it ([`MAX_PROCESS_ROWS`]).
+/// Entries are never removed: exported counters must not go backwards.
+pub const BY_PROCESS_MAP: &str = "FUNCLATENCY_BY_PROCESS";
+
+/// Capacity of [`BY_PROCESS_MAP`] ((function, process) pairs); calls of
+/// pairs beyond it are kept only in [`LATENCY_MAP`].
+pub const MAX_PROCESS_ROWS: u32 = 1 << 14;
+
 /// Log2 slots of a [`Latency`]: 0 (unused) to 64.
 pub const SLOTS: usize = 65;
 
@@ -91,12 +101,46 @@ pub const EVENTS: u32 = 2;
 /// by the return program.
 pub const UNIT_DIVISOR: &str = "UNIT_DIVISOR";
 
-/// Global (`u64`) set by `gotrace-cli` before load: nonzero to name calls
-/// by their stack pointer alone, for code whose stacks never move and
-/// which keeps no g where gotrace finds it (gccgo's split stacks, C): the
-/// stack pointer at the entry and at the `ret` of one call is the address
-/// of its return address, unique among the open calls of a process.
-pub const KEY_BY_STACK_POINTER: &str = "KEY_BY_STACK_POINTER";
+/// Global (`u64`) set by `gotrace-cli` before load (`-l LEVEL`): nonzero to
+/// time only calls at this nesting depth, 1 being the outermost open call
+/// of a timed function in its goroutine. Read by both programs.
+pub const LEVEL: &str = "NESTING_LEVEL";
+
+/// LRU hash of [`NestKey`] -> [`Nest`]: each goroutine's open calls of
+/// timed functions, outermost first, kept only with [`LEVEL`]. Written by
+/// both programs; `gotrace-cli` only sizes it ([`MAX_NESTS`]).
+pub const NESTS_MAP: &str = "FUNCLATENCY_NESTS";
+
+/// Capacity `gotrace-cli` gives [`NESTS_MAP`] with `-l`: goroutines with
+/// timed calls open at once.
+pub const MAX_NESTS: u32 = 1 << 14;
+
+/// Open calls a [`Nest`] holds: deeper calls are never at the level asked
+/// for (at most this).
+pub const MAX_LEVEL: usize = 32;
+
+/// Key of [`NESTS_MAP`]: one goroutine. Written and read by the programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NestKey {
+    pub goroutine: u64,
+    pub pid: u32,
+    /// Always 0: no implicit padding.
+    pub pad: u32,
+}
+
+/// One goroutine's open calls of timed functions, by frame (as in
+/// [`StartKey::frame`]: larger is deeper). An entry first drops the calls
+/// at or below its own frame, which have returned (or were left by a
+/// panic), and its level is then the number left plus one; a way out
+/// drops its own call and any deeper. Written and read by the programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Nest {
+    /// Open calls in `frames`, outermost first.
+    pub depth: u64,
+    pub frames: [u64; MAX_LEVEL],
+}
 
 /// Offset of `stack.hi` (the top of the goroutine's stack) in `runtime.g`,
 /// the same in every Go version: `stack` (`lo`, `hi`) comes first.
@@ -107,11 +151,11 @@ pub const G_STACK_HI_OFFSET: u64 = 8;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StartKey {
-    /// The goroutine id (0 with [`KEY_BY_STACK_POINTER`]).
+    /// The goroutine id (0 with `Cookie::FLAG_KEY_BY_STACK_POINTER`).
     pub goroutine: u64,
     /// Where the call's frame is: the top of the goroutine's stack minus
     /// the stack pointer at the entry (the same at every way out, and kept
-    /// when Go moves the stack); with [`KEY_BY_STACK_POINTER`], the stack
+    /// when Go moves the stack); with `Cookie::FLAG_KEY_BY_STACK_POINTER`, the stack
     /// pointer itself.
     pub frame: u64,
     /// The timed function's index (cookie).
@@ -121,6 +165,8 @@ pub struct StartKey {
 }
 
 const _: () = assert!(core::mem::size_of::<StartKey>() == 24);
+const _: () = assert!(core::mem::size_of::<NestKey>() == 16);
+const _: () = assert!(core::mem::size_of::<Nest>() == 8 * (MAX_LEVEL + 1));
 const _: () = assert!(core::mem::size_of::<Latency>() == 8 * (SLOTS + 3));
 
 #[cfg(feature = "user")]

@@ -9,6 +9,7 @@
 pub mod arch;
 pub mod funccount;
 pub mod funclatency;
+pub mod host;
 pub mod probe;
 pub mod trace;
 
@@ -17,33 +18,44 @@ pub mod trace;
 /// and what the integration tests look for in the kernel once gotrace has
 /// ended.
 pub mod names {
-    use crate::{funccount, funclatency, probe, trace};
+    use crate::{funccount, funclatency, host, probe, trace};
 
-    /// The uprobe programs.
-    pub const PROGRAMS: [&str; 4] = [
+    /// The programs.
+    pub const PROGRAMS: [&str; 5] = [
         funccount::PROGRAM,
         funclatency::ENTRY_PROGRAM,
         funclatency::RETURN_PROGRAM,
         trace::PROGRAM,
+        host::EXEC_PROGRAM,
     ];
 
     /// The maps.
-    pub const MAPS: [&str; 7] = [
+    pub const MAPS: [&str; 13] = [
+        probe::PROCESS_NAMES_MAP,
         funccount::COUNTS_MAP,
+        funccount::BY_PROCESS_MAP,
         funclatency::LATENCY_MAP,
+        funclatency::BY_PROCESS_MAP,
         funclatency::STARTS_MAP,
+        funclatency::NESTS_MAP,
         funclatency::EVENTS_MAP,
         trace::EVENTS_MAP,
         trace::PROBES_MAP,
         trace::LOST_MAP,
+        host::EXEC_EVENTS_MAP,
+        host::PIDS_MAP,
     ];
 
     /// The globals `gotrace-cli` sets before load.
-    pub const GLOBALS: [&str; 5] = [
+    pub const GLOBALS: [&str; 9] = [
         probe::GOID_OFFSET,
+        probe::BY_PROCESS,
         probe::FSBASE_OFFSET,
         funclatency::UNIT_DIVISOR,
-        funclatency::KEY_BY_STACK_POINTER,
+        funclatency::LEVEL,
         trace::TID_FILTER,
+        host::CGROUP_ID,
+        host::CGROUP_LEVEL,
+        host::PID_FILTER,
     ];
 }

@@ -39,6 +39,14 @@ impl Cookie {
     /// matches its entry's.
     pub const FLAG_FRAME_ADJUST: u32 = 1 << 3;
 
+    /// `funclatency` names the call by its stack pointer alone, for code
+    /// whose stacks never move and which keeps no g where gotrace finds it
+    /// (gccgo's split stacks, C): the stack pointer at the entry and at the
+    /// `ret` of one call is the address of its return address, unique
+    /// among the open calls of a process. Set per binary, since one run
+    /// may time gc and gccgo programs alike.
+    pub const FLAG_KEY_BY_STACK_POINTER: u32 = 1 << 4;
+
     /// Packs a function index and flags (16 bits) into a cookie.
     pub const fn new(function: u32, flags: u32) -> Self {
         Self::at_site(function, flags, 0)
@@ -64,6 +72,39 @@ impl Cookie {
         (self.0 >> 48) as u16
     }
 }
+
+/// Global (`u64`) set by `gotrace-cli` before load: nonzero to keep
+/// funccount's and funclatency's figures per process as well (keyed by
+/// [`ProcessKey`]), for `--labels pid|comm`. Read by those programs.
+pub const BY_PROCESS: &str = "BY_PROCESS";
+
+/// Key of the per-process maps (`funccount::BY_PROCESS_MAP`,
+/// `funclatency::BY_PROCESS_MAP`). Written by the programs; read by
+/// `gotrace-cli`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessKey {
+    /// The row (cookie's function index).
+    pub function: u32,
+    /// The process (thread group id).
+    pub pid: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<ProcessKey>() == 8);
+
+/// Hash of process id (`u32`) -> its name (`[u8; 16]`, NUL-padded), as it
+/// was when it first made a (function, process) pair of the per-process
+/// maps. Written by funccount and funclatency with [`BY_PROCESS`]; read by
+/// `gotrace-cli` for the `comm` label, also after the process exits.
+pub const PROCESS_NAMES_MAP: &str = "PROCESS_NAMES";
+
+/// Capacity of [`PROCESS_NAMES_MAP`], set by `gotrace-cli` with
+/// [`BY_PROCESS`].
+pub const MAX_PROCESS_NAMES: u32 = 1 << 14;
+
+#[cfg(feature = "user")]
+// SAFETY: plain `#[repr(C)]` integers without padding.
+unsafe impl aya::Pod for ProcessKey {}
 
 /// Global (`u64`) set by `gotrace-cli` before load: the byte offset of
 /// `goid` in `runtime.g` (0: unknown, goroutine ids read as 0). Read by

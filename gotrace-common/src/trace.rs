@@ -245,7 +245,9 @@ pub struct Event {
     /// Bytes of [`Event::stack`] filled (0 without `-U`).
     pub stack_bytes: u32,
     /// Which of the probe's sites fired (`Cookie::site`).
-    pub site: u32,
+    pub site: u16,
+    /// The CPU it fired on (`bpf_get_smp_processor_id`, trace's `-C`).
+    pub cpu: u16,
     /// Where it fired in the process: with the site's link-time address,
     /// the load bias of a PIE binary, exact even once the process is gone.
     pub ip: u64,

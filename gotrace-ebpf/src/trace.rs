@@ -7,8 +7,8 @@ use aya_ebpf::{
     bindings::BPF_F_USER_STACK,
     cty::c_void,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_stack, bpf_ktime_get_ns,
-        bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_get_stack,
+        bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
         generated::{bpf_get_attach_cookie, bpf_loop, bpf_probe_read_user as probe_read_user_raw},
     },
     macros::{map, uprobe},
@@ -49,7 +49,7 @@ pub fn trace(ctx: ProbeContext) -> u32 {
     let Some(spec) = TRACE_PROBES.get(cookie.function()) else {
         return 0;
     };
-    if !crate::entry::is_call(&ctx, cookie) {
+    if !crate::entry::is_call(&ctx, cookie) || !crate::scope::keeps() {
         return 0;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -82,7 +82,8 @@ pub fn trace(ctx: ProbeContext) -> u32 {
         (*event).pid = pid;
         (*event).tid = tid;
         (*event).probe = cookie.function();
-        (*event).site = u32::from(cookie.site());
+        (*event).site = cookie.site();
+        (*event).cpu = bpf_get_smp_processor_id() as u16;
         (*event).ip = arch::instruction_pointer(&regs);
         (*event).comm = bpf_get_current_comm().unwrap_or_default();
         let g = match spec.g_from {

@@ -198,14 +198,11 @@ impl Waiting {
         self.child.id().to_string()
     }
 
-    /// Sends the line it waits for.
+    /// Sends the line it waits for (once: later calls do nothing).
     pub fn go(&mut self) {
-        self.child
-            .stdin
-            .take()
-            .expect("stdin not sent yet")
-            .write_all(b"go\n")
-            .expect("waking the counter");
+        if let Some(mut stdin) = self.child.stdin.take() {
+            stdin.write_all(b"go\n").expect("waking the counter");
+        }
     }
 
     /// Lets it work, waits for it to succeed, and returns what it says it did.
@@ -270,6 +267,8 @@ pub struct Tracer {
     stderr: Option<thread::JoinHandle<String>>,
     /// The banner line gotrace printed once every probe was attached.
     pub banner: String,
+    /// Every line printed, as it comes.
+    lines: mpsc::Receiver<String>,
 }
 
 impl Tracer {
@@ -291,8 +290,13 @@ impl Tracer {
             .spawn()
             .expect("starting gotrace");
         let (banner_tx, banner_rx) = mpsc::channel();
-        let stdout = collect(child.stdout.take().expect("piped"), banner_tx.clone());
-        let stderr = collect(child.stderr.take().expect("piped"), banner_tx);
+        let (lines_tx, lines) = mpsc::channel();
+        let stdout = collect(
+            child.stdout.take().expect("piped"),
+            banner_tx.clone(),
+            lines_tx.clone(),
+        );
+        let stderr = collect(child.stderr.take().expect("piped"), banner_tx, lines_tx);
         let deadline = Instant::now() + ATTACH_TIMEOUT;
         let banner = loop {
             match banner_rx.recv_timeout(Duration::from_millis(100)) {
@@ -331,6 +335,21 @@ impl Tracer {
             stdout: Some(stdout),
             stderr: Some(stderr),
             banner,
+            lines,
+        }
+    }
+
+    /// Waits (up to the attach timeout) for a line containing `needle`
+    /// not yet waited past, and returns it.
+    pub fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + ATTACH_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("gotrace printed no line with {needle:?} in {ATTACH_TIMEOUT:?}"),
+            }
         }
     }
 
@@ -371,10 +390,12 @@ impl Drop for Tracer {
     }
 }
 
-/// Reads a pipe to the end on a thread, reporting the banner line.
+/// Reads a pipe to the end on a thread, reporting the banner line and
+/// then every line.
 fn collect(
     pipe: impl Read + Send + 'static,
     banner: mpsc::Sender<String>,
+    lines: mpsc::Sender<String>,
 ) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut all = String::new();
@@ -383,6 +404,7 @@ fn collect(
             if line.starts_with("Tracing ") {
                 let _ = banner.send(line.clone());
             }
+            let _ = lines.send(line.clone());
             all.push_str(&line);
             all.push('\n');
         }
@@ -407,6 +429,29 @@ pub fn count_tables(stdout: &str) -> Vec<BTreeMap<String, u64>> {
         }
     }
     tables
+}
+
+/// The counts of a `funccount --json` run's last report, by binary (as
+/// gotrace shows it) and function.
+pub fn counts_by_binary(out: &Output) -> BTreeMap<String, BTreeMap<String, u64>> {
+    assert!(out.status.success(), "{out:?}");
+    let last = out
+        .stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no report: {out:?}"));
+    let report: serde_json::Value = serde_json::from_str(last).expect("a JSON report");
+    let mut by_binary: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for row in report["counts"].as_array().expect("counts") {
+        by_binary
+            .entry(row["binary"].as_str().expect("binary").to_owned())
+            .or_default()
+            .insert(
+                row["func"].as_str().expect("func").to_owned(),
+                row["count"].as_u64().expect("count"),
+            );
+    }
+    by_binary
 }
 
 /// The counts of the one table gotrace printed.

@@ -97,9 +97,13 @@ fn error_half_way_through_attaching() {
     let (error, notes) = lines.split_last().expect("an error");
     assert!(error.contains("Too many open files"), "{stderr}");
     assert!(
-        notes
-            .iter()
-            .all(|l| l.starts_with("gotrace: not counting") || l.contains("probes one by one")),
+        error.contains(&counter.binary.display().to_string()),
+        "{stderr}"
+    );
+    assert!(
+        notes.iter().all(|l| l.starts_with("gotrace: not counting")
+            || l.contains("inlined everywhere")
+            || l.contains("probes one by one")),
         "{stderr}"
     );
     assert_eq!(residue(), Vec::<String>::new());

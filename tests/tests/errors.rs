@@ -40,7 +40,26 @@ fn bad_inputs() {
             vec![&bin, "no function", "runtime, ", "try PKG.*"],
         ),
         (vec![format!("{bin}:")], vec!["names no function"]),
-        (vec!["main.*".into()], vec!["no binary given", "-p PID"]),
+        (
+            vec!["-c".into(), "/nonexistent-cgroup".into(), "main.*".into()],
+            vec!["no cgroup", "/nonexistent-cgroup"],
+        ),
+        (
+            vec!["-c".into(), dir.display().to_string(), "main.*".into()],
+            vec!["not in the cgroup v2 hierarchy"],
+        ),
+        (
+            vec![
+                "-p".into(),
+                format!("{},{dead_pid}", std::process::id()),
+                "main.*".into(),
+            ],
+            vec![&dead_pid, "no process"],
+        ),
+        (
+            vec!["--comm".into(), "".into(), "main.*".into()],
+            vec!["--comm needs"],
+        ),
         (
             vec!["nosuchlib:main.*".into()],
             vec!["nosuchlib", "libnosuchlib.so"],
@@ -84,7 +103,7 @@ fn bad_inputs() {
 
 /// The other tools' inputs: funclatency's options and functions it cannot
 /// time, info's paths, trace's options and malformed probes. Together with
-/// `bad_inputs` (18) and trace.rs's `bad_probes` (13), 59 inputs.
+/// `bad_inputs` (21) and trace.rs's `bad_probes` (13), 62 inputs.
 #[test]
 fn bad_inputs_of_the_other_tools() {
     let args = Fixture::build("args", Go::Go127);

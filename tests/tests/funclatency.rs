@@ -110,6 +110,39 @@ fn recursion_pairs_each_level(go: Go) {
     assert!(calls_between(nest, 1 << 20, (1 << 21) - 1) <= 20, "{nest}");
 }
 
+/// -l LEVEL times only the calls at that depth of the recursion: 10 calls
+/// each, level 1 the slowest (it holds the three 1 ms sleeps), level 4
+/// (the innermost, which does not sleep) under 1 ms, level 5 none.
+#[test]
+fn nesting_level() {
+    let latency = Fixture::build("latency", Go::Go127);
+    let pattern = latency.pattern("main.nest");
+    let run = |level: &str| {
+        let tracer = Tracer::start(&["funclatency", "--json", "-l", level, &pattern]);
+        latency.run(&["nest", "10", "3"]);
+        let report = report(&tracer.stop(libc::SIGINT));
+        report["functions"][0].clone()
+    };
+    let outermost = run("1");
+    assert_eq!(outermost["count"], 10, "{outermost}");
+    assert_eq!(
+        calls_between(&outermost, 1 << 21, u64::MAX),
+        10,
+        "{outermost}"
+    );
+    let third = run("3");
+    assert_eq!(third["count"], 10, "{third}");
+    assert_eq!(calls_between(&third, 1 << 20, u64::MAX), 10, "{third}");
+    let innermost = run("4");
+    assert_eq!(innermost["count"], 10, "{innermost}");
+    assert_eq!(
+        calls_between(&innermost, 0, (1 << 20) - 1),
+        10,
+        "{innermost}"
+    );
+    assert_eq!(run("5")["count"], 0);
+}
+
 #[test]
 fn recursion_pairs_each_level_go119() {
     recursion_pairs_each_level(Go::Go119);

@@ -466,6 +466,33 @@ fn output_options() {
     assert_one_line_error(&err, &["--string-size"]);
 }
 
+/// -C prints the CPU of each event; -f keeps the events whose message
+/// matches; -b sizes the buffer in pages (a power of two).
+#[test]
+fn cpu_message_filter_and_buffer() {
+    let args = build(Go::Go119);
+    let greet = probe(&args, r#"main.greet "%s %d", name, n"#);
+    let out = trace(&args, &["-C", "-f", " [02]$", "-b", "64"], &[greet], 4);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("CPU PID"), "{}", out.stdout);
+    let cpus = std::thread::available_parallelism().unwrap().get() as u32;
+    let mut messages = Vec::new();
+    for line in &lines[1..] {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let cpu: u32 = fields[0].parse().unwrap();
+        assert!(cpu < cpus, "{line}");
+        assert_eq!(fields[5], "main.greet", "{line}");
+        messages.push(fields[6..].join(" "));
+    }
+    assert_eq!(messages, ["bob 0", "bob 2"], "{}", out.stdout);
+
+    let pages = run_gotrace(&["trace", "-b", "3", &probe(&args, "main.add")]);
+    assert_one_line_error(&pages, &["--buffer-pages", "power of two"]);
+    let regex = run_gotrace(&["trace", "-f", "(", &probe(&args, "main.add")]);
+    assert_one_line_error(&regex, &["-f", "regular expression"]);
+}
+
 /// Probes in two binaries: each program is loaded once and attached to
 /// both, with either attach method (one perf event per site failed on the
 /// second binary when the program was loaded per binary).

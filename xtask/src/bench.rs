@@ -21,6 +21,7 @@ use crate::{
     util::{output, root, run},
 };
 
+mod host;
 mod server;
 
 /// Calls of the probed function in the per-call overhead runs. The peers'
@@ -362,6 +363,9 @@ pub fn bench() -> anyhow::Result<()> {
     // 6. A real server's latency under gotrace.
     report += &server::section(&gotrace, &dir)?;
 
+    // 7. Every Go program of the host.
+    report += &host::section(&gotrace, &go, &dir)?;
+
     std::fs::create_dir_all(root().join("bench"))?;
     std::fs::write(root().join("bench/results.md"), &report)?;
     println!("{report}\nxtask: wrote bench/results.md");
@@ -407,11 +411,22 @@ fn command(program: &Path, args: &[&str]) -> Command {
 }
 
 fn go_build(go: &Path, source: &Path, output: &Path) -> anyhow::Result<PathBuf> {
+    go_build_with(go, source, output, &[])
+}
+
+/// `go build` with `flags` (`-buildmode=pie`, `-ldflags=-s -w`).
+fn go_build_with(
+    go: &Path,
+    source: &Path,
+    output: &Path,
+    flags: &[&str],
+) -> anyhow::Result<PathBuf> {
     run(Command::new(go)
         .current_dir(source)
         .env("GOTOOLCHAIN", "local")
         .env("GOFLAGS", "-mod=mod")
         .arg("build")
+        .args(flags)
         .arg("-o")
         .arg(output)
         .arg("."))?;

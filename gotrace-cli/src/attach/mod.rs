@@ -48,7 +48,7 @@ pub enum Scope {
 
 impl Scope {
     /// The scope of `-p PID`, or every process without it.
-    pub fn of(process: Option<crate::target::Process>) -> Self {
+    pub fn of(process: Option<crate::process::Process>) -> Self {
         process.map_or(Scope::AllProcesses, |p| Scope::Process(p.pid()))
     }
 
@@ -131,7 +131,10 @@ pub struct Link {
 /// What to attach: one program at every site of a file.
 pub struct Request<'a> {
     pub program: &'a str,
+    /// The path the kernel opens.
     pub target: &'a Path,
+    /// The file as the user knows it, for messages.
+    pub shown: &'a str,
     pub sites: &'a [Site],
     pub scope: Scope,
 }
@@ -172,6 +175,29 @@ impl Attacher {
         self.no_multi.as_deref()
     }
 
+    /// Loads `program` of `ebpf` for the method in use. Done for every
+    /// program before the caller takes maps out of `ebpf`: the
+    /// uprobe_multi loader relocates map references by the maps `ebpf`
+    /// still holds (aya relocated its own copies when it loaded the
+    /// object, so per-site probes can load theirs at any time).
+    pub fn load(&mut self, ebpf: &mut Ebpf, program: &str) -> anyhow::Result<()> {
+        if self.no_multi.is_none() {
+            self.multi_program(ebpf, program)?;
+        } else {
+            aya_program(ebpf, program)?;
+        }
+        Ok(())
+    }
+
+    /// The program loaded for uprobe_multi links.
+    fn multi_program(&mut self, ebpf: &mut Ebpf, name: &str) -> anyhow::Result<&OwnedFd> {
+        if !self.multi_programs.contains_key(name) {
+            let loaded = multi::load(ebpf, crate::ebpf::object(), name)?;
+            self.multi_programs.insert(name.to_owned(), loaded);
+        }
+        Ok(&self.multi_programs[name])
+    }
+
     /// Attaches `request.program` of `ebpf` at every site of
     /// `request.target`. When both methods fail, the error says why each
     /// did.
@@ -197,32 +223,17 @@ impl Attacher {
             anyhow::anyhow!(
                 "attaching to {}: with one uprobe_multi link: {multi_error:#}; \
                  with one perf event per site: {perf_error:#}",
-                request.target.display()
+                request.shown
             )
         })
     }
 
     fn attach_perf(&mut self, ebpf: &mut Ebpf, request: &Request<'_>) -> anyhow::Result<Link> {
-        // aya loads it (once), probing which BTF features an older kernel
-        // has; the links are made here (see `perf`).
-        let name = request.program;
-        let uprobe: &mut UProbe = ebpf
-            .program_mut(name)
-            .with_context(|| format!("eBPF program {name} missing from gotrace's object"))?
-            .try_into()
-            .with_context(|| format!("eBPF program {name} is not a uprobe"))?;
-        if uprobe.fd().is_err() {
-            uprobe
-                .load()
-                .with_context(|| format!("loading eBPF program {name}"))?;
-        }
-        let program = uprobe
-            .fd()
-            .with_context(|| format!("eBPF program {name} is not loaded"))?
-            .as_fd();
+        let program = aya_program(ebpf, request.program)?.as_fd();
         let (links, dropped) = perf::attach(
             program,
             request.target,
+            request.shown,
             request.sites,
             request.scope,
             &self.stop,
@@ -239,15 +250,8 @@ impl Attacher {
     /// set until the refused sites are alone, keeping the links it could
     /// make on the way.
     fn attach_multi(&mut self, ebpf: &mut Ebpf, request: &Request<'_>) -> anyhow::Result<Link> {
-        let program = match self.multi_programs.get(request.program) {
-            Some(program) => program,
-            None => {
-                let loaded = multi::load(ebpf, crate::ebpf::object(), request.program)?;
-                self.multi_programs
-                    .entry(request.program.to_owned())
-                    .or_insert(loaded)
-            }
-        };
+        let stop = self.stop.clone();
+        let program = self.multi_program(ebpf, request.program)?;
         let sites = request.sites;
         let mut links = Vec::new();
         let mut attached = 0;
@@ -256,7 +260,7 @@ impl Attacher {
         let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
         pending.push(0..sites.len());
         while let Some(range) = pending.pop() {
-            if self.stop.requested() {
+            if stop.requested() {
                 return Err(Interrupted {
                     attached,
                     total: sites.len(),
@@ -280,7 +284,7 @@ impl Attacher {
                 format!(
                     "creating a uprobe_multi link for {} sites in {}",
                     range.len(),
-                    request.target.display()
+                    request.shown
                 )
             };
             let errno = error.raw_os_error().filter(|&e| is_site_errno(e));
@@ -303,7 +307,7 @@ impl Attacher {
             let reason = dropped.first().map(Dropped::reason).unwrap_or_default();
             anyhow::bail!(
                 "the kernel refused every probe site in {}: {reason}",
-                request.target.display()
+                request.shown
             );
         }
         dropped.sort_by_key(|d| d.index);
@@ -314,6 +318,24 @@ impl Attacher {
             _perf: perf::Links::default(),
         })
     }
+}
+
+/// `name` as aya loads it (once), probing which BTF features an older
+/// kernel has, for per-site probes (see `perf`).
+fn aya_program<'e>(ebpf: &'e mut Ebpf, name: &str) -> anyhow::Result<&'e aya::programs::ProgramFd> {
+    let uprobe: &mut UProbe = ebpf
+        .program_mut(name)
+        .with_context(|| format!("eBPF program {name} missing from gotrace's object"))?
+        .try_into()
+        .with_context(|| format!("eBPF program {name} is not a uprobe"))?;
+    if uprobe.fd().is_err() {
+        uprobe
+            .load()
+            .with_context(|| format!("loading eBPF program {name}"))?;
+    }
+    uprobe
+        .fd()
+        .with_context(|| format!("eBPF program {name} is not loaded"))
 }
 
 /// Errors the kernel gives for one site it will not probe: an instruction

@@ -127,6 +127,14 @@ pub fn load(ebpf: &Ebpf, object: &[u8], name: &str) -> anyhow::Result<OwnedFd> {
             Ok((map_name, map_fd(map)?, object))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // A map taken out of `ebpf` would leave its references unrelocated,
+    // pointing the program at another map.
+    if let Some(taken) = map_objects
+        .keys()
+        .find(|name| !map_fds.iter().any(|(n, _, _)| n == name))
+    {
+        anyhow::bail!("map {taken} was taken out of the object before {name} was loaded");
+    }
     // The kernel wants the object's BTF and per-function info for programs
     // with callbacks (bpf_loop). Every kernel with uprobe_multi (6.6+) has
     // all the BTF features aya would otherwise probe for.

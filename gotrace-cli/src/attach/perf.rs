@@ -156,6 +156,7 @@ unsafe fn detach_helper(events: &[RawFd]) -> ! {
 pub fn attach(
     program: BorrowedFd<'_>,
     target: &Path,
+    shown: &str,
     sites: &[Site],
     scope: Scope,
     stop: &Stop,
@@ -163,7 +164,7 @@ pub fn attach(
     raise_fd_limit(sites.len());
     let pmu = uprobe_pmu()?;
     let path = CString::new(target.as_os_str().as_bytes())
-        .with_context(|| format!("{} contains a NUL byte", target.display()))?;
+        .with_context(|| format!("{shown} contains a NUL byte"))?;
     if sites.len() >= MANY {
         eprintln!(
             "gotrace: attaching {} probes one by one; the kernel releases such probes one at a \
@@ -199,9 +200,8 @@ pub fn attach(
                 Some(errno) => dropped.push(Dropped { index: i, errno }),
                 None => {
                     return Err(anyhow::Error::from(err).context(format!(
-                        "attaching a uprobe at file offset {:#x} of {}",
+                        "attaching a uprobe at file offset {:#x} of {shown}",
                         site.file_offset,
-                        target.display()
                     )))
                 }
             },

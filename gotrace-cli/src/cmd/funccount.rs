@@ -3,36 +3,45 @@
 use std::{io::Write as _, time::Duration};
 
 use anyhow::{bail, Context as _};
-use aya::maps::PerCpuArray;
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use gotrace_common::{
-    funccount::{COUNTS_MAP, PROGRAM},
-    probe::Cookie,
+    funccount::{BY_PROCESS_MAP, COUNTS_MAP, MAX_PROCESS_ROWS, PROGRAM},
+    probe::{Cookie, ProcessKey},
 };
 
 use super::{
-    attach_sites, event_loop,
+    event_loop,
     lifetime::{Event, Lifetime},
     note_end, parse_seconds, print_banner,
     select::{self, Selected},
-    ProbeSite, Target,
+    session::{self, Plan, Session, Target, Tool, Where},
+    Export, ProbeSite, Selectors,
 };
 use crate::{
     attach::{self, placement, Attacher},
     ebpf,
+    exporter::{self, Exporter, Labels, ProcessLabel, ProcessNames, Snapshot},
     output::{counts, time::hms_now},
     privilege,
+    probe::pattern::Pattern,
 };
 
 /// Count function calls of Go programs, like bcc's funccount.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
+#[command(
+    after_help = "Without PATH (and without -p), every Go program running now or \
+    started later is traced, its counts under its binary's name.\n\nExamples:\n  \
     gotrace funccount '/usr/bin/app:fmt.*'      count fmt calls of every process running app\n  \
     gotrace funccount -p 185 'main.*'           count main package calls of PID 185\n  \
-    gotrace funccount -i 1 -d 10 'app:net/http.*'  print counts every second for 10 s")]
+    gotrace funccount 'crypto/tls.*Handshake*'  in every Go program of the host\n  \
+    gotrace funccount -c /sys/fs/cgroup/unified/app 'main.*'  in one container\n  \
+    gotrace funccount -i 1 -d 10 'app:net/http.*'  print counts every second for 10 s"
+)]
 pub struct Args {
-    /// Trace only this process (PATH may then be left out).
-    #[arg(short, long)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    selectors: Selectors,
+    #[command(flatten)]
+    export: Export,
     /// Print counts every SECS seconds (and start counting anew).
     #[arg(short, long, value_name = "SECS", value_parser = parse_seconds)]
     interval: Option<Duration>,
@@ -49,7 +58,7 @@ pub struct Args {
     /// Print each table as one JSON object per line.
     #[arg(long)]
     json: bool,
-    /// Say where each probe was placed.
+    /// Say where each probe was placed, and which programs were passed over.
     #[arg(short, long)]
     verbose: bool,
     /// How to attach: one uprobe_multi link, or one perf event per function
@@ -67,64 +76,238 @@ pub struct Args {
     pattern: String,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let target = Target::open(&args.pattern, args.regexp, args.pid)?;
-    let Target {
-        process, located, ..
-    } = &target;
-    let process = *process;
-    let functions = select::matching(&target.binary, &target.pattern, &located.display)?;
-    let sites = probe_sites(&target, &functions, args.placement, args.verbose)?;
-    privilege::check()?;
+/// funccount as a session drives it: a counter per matching function of
+/// each binary.
+struct Funccount {
+    pattern: Pattern,
+    policy: placement::Policy,
+    verbose: bool,
+    /// Every row: its binary's index, its label and its function.
+    rows: Vec<Row>,
+    /// Functions with a probe (refused ones have none).
+    probed: usize,
+    counts: Option<PerCpuArray<MapData, u64>>,
+    /// `--labels`: counts per (row, process) too.
+    by_process: Option<PerCpuHashMap<MapData, ProcessKey, u64>>,
+    keep_by_process: bool,
+    names: ProcessNames,
+}
 
-    event_loop()?.block_on(async {
-        let mut lifetime = Lifetime::start(args.interval, args.duration, process)?;
-        let mut ebpf = ebpf::load(|loader| {
-            loader.map_max_entries(COUNTS_MAP, functions.len() as u32);
-        })?;
-        let mut attacher = Attacher::new(args.attach, lifetime.stop());
-        let _attached = attach_sites(
-            &mut attacher,
-            &mut ebpf,
-            PROGRAM,
-            located,
-            &sites,
-            process,
-            args.verbose,
-        )?;
-        note_inlined_only(&functions, args.verbose);
-        lifetime.begin();
-        // Functions with no probe at all (refused) are not traced.
+/// One function of one binary.
+struct Row {
+    binary: usize,
+    /// As the table shows it (inlined copies marked).
+    label: String,
+    function: String,
+}
+
+/// A binary's rows: (label, function), and how many functions have a
+/// probe.
+struct Rows {
+    labels: Vec<(String, String)>,
+    probed: usize,
+}
+
+impl Tool for Funccount {
+    type Rows = Rows;
+    const PROGRAMS: &'static [&'static str] = &[PROGRAM];
+
+    fn selects(&self, target: &Target) -> bool {
+        select::selects_any(&target.binary, &self.pattern)
+    }
+
+    fn plan(&self, target: &Target, first: u32) -> anyhow::Result<Plan<Rows>> {
+        let functions = select::matching(&target.binary, &self.pattern, &target.located.display)?;
+        let sites = probe_sites(target, &functions, first, self.policy, self.verbose)?;
+        note_inlined_only(&functions, self.verbose);
         let probed: std::collections::BTreeSet<u32> = sites
             .iter()
             .map(|s| Cookie(s.site.cookie).function())
             .collect();
-        let banner = format!(
-            "Tracing {} functions for \"{}\"... Hit Ctrl-C to end.",
-            probed.len(),
-            args.pattern
-        );
-        print_banner(&banner, args.json);
+        Ok(Plan {
+            rows: Rows {
+                labels: functions
+                    .iter()
+                    .map(|f| (f.label(), f.name.to_owned()))
+                    .collect(),
+                probed: probed.len(),
+            },
+            count: functions.len() as u32,
+            probes: vec![(PROGRAM, sites)],
+        })
+    }
 
+    fn loaded(&mut self, ebpf: &mut aya::Ebpf) -> anyhow::Result<()> {
         let map = ebpf
-            .map(COUNTS_MAP)
-            .with_context(|| format!("map {COUNTS_MAP} missing"))?;
-        let counts: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+            .take_map(COUNTS_MAP)
+            .with_context(|| format!("map {COUNTS_MAP} missing from gotrace's object"))?;
+        self.counts = Some(PerCpuArray::try_from(map)?);
+        if self.keep_by_process {
+            let map = ebpf
+                .take_map(BY_PROCESS_MAP)
+                .with_context(|| format!("map {BY_PROCESS_MAP} missing from gotrace's object"))?;
+            self.by_process = Some(PerCpuHashMap::try_from(map)?);
+            self.names = ProcessNames::new(ebpf)?;
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, target: usize, _first: u32, rows: Rows) -> anyhow::Result<()> {
+        self.rows
+            .extend(rows.labels.into_iter().map(|(label, function)| Row {
+                binary: target,
+                label,
+                function,
+            }));
+        self.probed += rows.probed;
+        Ok(())
+    }
+}
+
+impl Funccount {
+    /// What a scrape reports: every function's calls since tracing began
+    /// (per process with `--labels`).
+    fn snapshot(
+        &self,
+        targets: &[Target],
+        label: Option<ProcessLabel>,
+    ) -> anyhow::Result<Snapshot> {
+        let mut snapshot = Snapshot::default();
+        let labels = |row: &Row, process: Option<(&'static str, String)>| Labels {
+            binary: targets[row.binary].located.display.clone(),
+            function: row.function.clone(),
+            process,
+        };
+        match (label, &self.by_process) {
+            (Some(label), Some(map)) => {
+                for entry in map.iter() {
+                    let (key, per_cpu) = entry.context("reading per-process counts")?;
+                    let Some(row) = self.rows.get(key.function as usize) else {
+                        continue;
+                    };
+                    let process = self.names.label(label, key.pid);
+                    snapshot.add_calls(labels(row, Some(process)), per_cpu.iter().sum());
+                }
+            }
+            _ => {
+                for (row, calls) in self.rows.iter().zip(self.totals()?) {
+                    snapshot.add_calls(labels(row, None), calls);
+                }
+            }
+        }
+        for target in targets {
+            snapshot
+                .probes
+                .insert(target.located.display.clone(), target.probes);
+        }
+        Ok(snapshot)
+    }
+
+    /// Every row's calls since tracing began, summed over CPUs.
+    fn totals(&self) -> anyhow::Result<Vec<u64>> {
+        let counts = self.counts.as_ref().context("counts read before load")?;
+        (0..self.rows.len() as u32)
+            .map(|i| {
+                counts
+                    .get(&i, 0)
+                    .map(|per_cpu| per_cpu.iter().sum::<u64>())
+                    .context("reading counts")
+            })
+            .collect()
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let pattern = Pattern::parse(&args.pattern, args.regexp)?;
+    let scope = args.selectors.scope()?;
+    let listener = args.export.bind()?;
+    let at = Where {
+        binaries: session::located(pattern.path.as_deref(), &scope)?
+            .into_iter()
+            .collect(),
+        host: pattern.path.is_none(),
+    };
+    if at.host {
+        // Looking at other users' processes needs it.
+        privilege::check()?;
+    }
+    let tool = Funccount {
+        pattern,
+        policy: args.placement,
+        verbose: args.verbose,
+        rows: Vec::new(),
+        probed: 0,
+        counts: None,
+        by_process: None,
+        keep_by_process: args.export.labels.is_some(),
+        names: ProcessNames::none(),
+    };
+    let mut session = Session::open(tool, at, scope, args.verbose)?;
+    privilege::check()?;
+
+    event_loop()?.block_on(async {
+        let mut lifetime =
+            Lifetime::start(args.interval, args.duration, session.scope().processes())?;
+        let rows = session.capacity(u32::MAX);
+        let ebpf = ebpf::load(|loader| {
+            loader.map_max_entries(COUNTS_MAP, rows);
+            args.export
+                .configure(loader, BY_PROCESS_MAP, MAX_PROCESS_ROWS);
+            session.configure(loader);
+        })?;
+        session.start(ebpf, Attacher::new(args.attach, lifetime.stop()))?;
+        lifetime.begin();
+        if let Some(summary) = session.summary() {
+            eprintln!("{summary}");
+        }
+        let banner = if session.is_empty() {
+            format!(
+                "Tracing \"{}\" in no program yet: waiting for a Go program with a matching \
+                 function... Hit Ctrl-C to end.",
+                args.pattern
+            )
+        } else {
+            format!(
+                "Tracing {} functions for \"{}\"... Hit Ctrl-C to end.",
+                session.tool.probed, args.pattern
+            )
+        };
+        print_banner(&banner, args.json);
+        let mut exporter = listener.map(Exporter::start).transpose()?;
+        let prints = args.export.prints(args.interval);
+
         // Totals only grow; each table shows the growth since the last one,
-        // so nothing is lost between a read and a clear.
-        let labels: Vec<String> = functions.iter().map(select::Selected::label).collect();
-        let mut previous = vec![0u64; functions.len()];
+        // so nothing is lost between a read and a clear (and the exported
+        // counters never go back).
+        let mut previous: Vec<u64> = Vec::new();
         loop {
-            let event = lifetime.next().await;
-            let totals = (0..functions.len() as u32)
-                .map(|i| counts.get(&i, 0).map(|per_cpu| per_cpu.iter().sum::<u64>()))
-                .collect::<Result<Vec<_>, _>>()
-                .context("reading counts")?;
-            let rows: Vec<counts::Row<'_>> = labels
+            let event = tokio::select! {
+                event = session.wait(&mut lifetime) => event?,
+                scrape = exporter::next(&mut exporter) => {
+                    let snapshot =
+                        session.tool.snapshot(session.targets(), args.export.labels)?;
+                    scrape.answer(snapshot);
+                    continue;
+                }
+            };
+            if !prints {
+                if let Event::End(end) = event {
+                    note_end(end, session.scope());
+                    return session.finish(&args.pattern);
+                }
+                continue;
+            }
+            let totals = session.tool.totals()?;
+            previous.resize(totals.len(), 0);
+            let targets = session.targets();
+            let rows: Vec<counts::Row<'_>> = session
+                .tool
+                .rows
                 .iter()
                 .zip(totals.iter().zip(&previous))
-                .map(|(label, (now, before))| counts::Row {
-                    function: label,
+                .map(|(row, (now, before))| counts::Row {
+                    function: &row.label,
+                    binary: &targets[row.binary].located.display,
                     count: now - before,
                 })
                 .collect();
@@ -133,16 +316,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if args.json {
                 counts::write_json(&mut out, &rows, timestamp.as_deref())?;
             } else {
-                counts::write_table(&mut out, &rows, timestamp.as_deref())?;
+                counts::write_table(&mut out, &rows, timestamp.as_deref(), session.sectioned())?;
             }
             previous = totals;
             if let Event::End(end) = event {
-                note_end(end, args.pid);
+                note_end(end, session.scope());
                 if !args.json {
                     writeln!(out, "Detaching...")?;
                 }
                 out.flush()?;
-                return Ok(());
+                return session.finish(&args.pattern);
             }
         }
     })
@@ -195,10 +378,12 @@ fn note_refused(refused: &[String], verbose: bool) {
 
 /// One probe per out-of-line function, placed where it is cheapest and
 /// exact, and one at the first instruction of each inlined copy; all
-/// probes of one function share its counter (the cookie's index).
+/// probes of one function share its counter (the cookie's index, from
+/// `first`).
 fn probe_sites(
     target: &Target,
     functions: &[Selected<'_>],
+    first: u32,
     policy: placement::Policy,
     verbose: bool,
 ) -> anyhow::Result<Vec<ProbeSite>> {
@@ -207,7 +392,7 @@ fn probe_sites(
     let mut refused = Vec::new();
     for (i, selected) in functions.iter().enumerate() {
         let mut add = |address: u64, flags: u32, describe: String| -> anyhow::Result<()> {
-            sites.push(target.site(address, Cookie::new(i as u32, flags), describe)?);
+            sites.push(target.site(address, Cookie::new(first + i as u32, flags), describe)?);
             Ok(())
         };
         if let Some(f) = selected.function {
@@ -255,8 +440,8 @@ fn probe_sites(
     note_refused(&refused, verbose);
     if sites.is_empty() {
         bail!(
-            "none of the functions matching {:?} can be probed",
-            target.pattern.func
+            "none of the functions matching in {} can be probed",
+            target.located.display
         );
     }
     Ok(sites)

@@ -8,25 +8,34 @@
 //! Inlined copies are timed from their first instruction to wherever
 //! control leaves them (see `crate::latency::plan`).
 
-use std::{cell::OnceCell, io::Write as _, time::Duration};
+use std::{
+    cell::{Cell, OnceCell},
+    io::Write as _,
+    time::Duration,
+};
 
 use anyhow::{bail, Context as _};
 use gotrace_common::{
     funclatency::{
-        ENTRY_PROGRAM, EVENT_NO_GOID, EVENT_UNPAIRED_RETURN, KEY_BY_STACK_POINTER, LATENCY_MAP,
-        MAX_OPEN_CALLS, RETURN_PROGRAM, STARTS_MAP, UNIT_DIVISOR,
+        BY_PROCESS_MAP, ENTRY_PROGRAM, EVENT_NO_GOID, EVENT_UNPAIRED_RETURN, LATENCY_MAP, LEVEL,
+        MAX_LEVEL, MAX_NESTS, MAX_OPEN_CALLS, MAX_PROCESS_ROWS, NESTS_MAP, RETURN_PROGRAM,
+        STARTS_MAP, UNIT_DIVISOR,
     },
-    probe::{FSBASE_OFFSET, GOID_OFFSET},
+    probe::{Cookie, FSBASE_OFFSET, GOID_OFFSET},
 };
 
 use super::{
-    attach_sites, event_loop,
+    event_loop,
     lifetime::{Event, Lifetime},
-    note_end, parse_seconds, print_banner, select, ProbeSite, Target,
+    note_end, parse_seconds, print_banner, select,
+    session::{self, Plan, Session, Target, Tool, Where},
+    Export, ProbeSite, Selectors,
 };
 use crate::{
     attach::{self, Attacher},
-    ebpf, kernel,
+    ebpf,
+    exporter::{self, Exporter, Labels, ProcessLabel, ProcessNames, Snapshot},
+    kernel,
     latency::{
         maps::Maps,
         plan::{self, Timed},
@@ -36,19 +45,25 @@ use crate::{
         time::hms_now,
     },
     privilege,
+    probe::pattern::Pattern,
     symbols::Toolchain,
 };
 
 /// Time function calls of Go programs, like bcc's funclatency, per goroutine.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
+#[command(
+    after_help = "Without PATH (and without -p), every Go program running now or \
+    started later is timed, its histograms under its binary's name.\n\nExamples:\n  \
     gotrace funclatency '/usr/bin/app:main.handle'    time main.handle in every process of app\n  \
     gotrace funclatency -p 185 -u fmt.Fprintln       in microseconds, for PID 185\n  \
-    gotrace funclatency -F -m 'app:net/http.*'         one histogram per function, in ms")]
+    gotrace funclatency -m 'database/sql.(*DB).QueryContext'  in every Go program\n  \
+    gotrace funclatency -F -m 'app:net/http.*'         one histogram per function, in ms"
+)]
 pub struct Args {
-    /// Trace only this process (PATH may then be left out).
-    #[arg(short, long)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    selectors: Selectors,
+    #[command(flatten)]
+    export: Export,
     /// Print histograms every SECS seconds (each with that interval's calls).
     #[arg(short, long, value_name = "SECS", value_parser = parse_seconds)]
     interval: Option<Duration>,
@@ -59,14 +74,20 @@ pub struct Args {
     #[arg(short = 'T', long)]
     timestamp: bool,
     /// Microsecond histograms.
-    #[arg(short = 'u', long, conflicts_with = "milliseconds")]
+    #[arg(short = 'u', long, conflicts_with_all = ["milliseconds", "listen"])]
     microseconds: bool,
     /// Millisecond histograms.
-    #[arg(short = 'm', long)]
+    #[arg(short = 'm', long, conflicts_with = "listen")]
     milliseconds: bool,
     /// One histogram per function.
     #[arg(short = 'F', long)]
     function: bool,
+    /// Time only calls at this nesting depth in their goroutine: 1 for
+    /// calls with no timed call around them (the outermost of a
+    /// recursion), 2 for those one timed call deep, and so on.
+    #[arg(short = 'l', long, value_name = "LEVEL",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_LEVEL as u64))]
+    level: Option<u64>,
     /// FUNC is a regular expression instead of a glob, anchored at the start
     /// of names only, as bcc's -r (end it with $ to anchor the end).
     #[arg(short, long)]
@@ -74,7 +95,7 @@ pub struct Args {
     /// Print each report as one JSON object per line.
     #[arg(long)]
     json: bool,
-    /// Say where each probe was placed.
+    /// Say where each probe was placed, and which programs were passed over.
     #[arg(short, long)]
     verbose: bool,
     /// How to attach (see funccount).
@@ -98,134 +119,305 @@ impl Args {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let target = Target::open(&args.pattern, args.regexp, args.pid)?;
-    let selected = select::matching(&target.binary, &target.pattern, &target.located.display)?;
-    // Read from the kernel's BTF only when needed: it is slow.
-    let fsbase_offset = OnceCell::new();
-    let tls = || {
-        fsbase_offset
-            .get_or_init(kernel::fsbase_offset)
-            .as_ref()
-            .map(drop)
-            .map_err(|err| format!("{err:#}"))
-    };
-    let (timed, skipped) = plan::timeable(&target.binary, &selected, &tls);
-    if timed.is_empty() {
-        bail!(
-            "none of the functions matching {:?} in {} can be timed: {}",
-            target.pattern.func,
-            target.located.display,
-            skipped.join(", ")
-        );
+/// funclatency as a session drives it: rows of timed functions, per
+/// binary.
+struct Funclatency {
+    pattern: Pattern,
+    verbose: bool,
+    /// `-l`: levels are counted by goroutine, which gccgo code lacks.
+    by_level: bool,
+    /// The kernel's `thread.fsbase` offset, read from its BTF when first
+    /// needed (it is slow): for functions that find g in TLS.
+    fsbase_offset: OnceCell<Result<u64, String>>,
+    /// Where gc binaries keep the goroutine id in `runtime.g`, as the
+    /// first one planned says (one offset serves the whole run).
+    goid_offset: OnceCell<u64>,
+    /// Functions or copies not timed, for the closing note.
+    skipped: Cell<usize>,
+    /// Every row: its binary's index and what it times.
+    rows: Vec<(usize, Timed)>,
+    maps: Option<Maps>,
+    /// `--labels`: latencies per (row, process) too.
+    keep_by_process: bool,
+    names: ProcessNames,
+}
+
+impl Tool for Funclatency {
+    type Rows = Vec<Timed>;
+    const PROGRAMS: &'static [&'static str] = &[RETURN_PROGRAM, ENTRY_PROGRAM];
+
+    fn selects(&self, target: &Target) -> bool {
+        select::selects_any(&target.binary, &self.pattern)
     }
-    note_skipped(&skipped, args.verbose);
-    let fsbase_offset = match fsbase_offset.get() {
+
+    fn plan(&self, target: &Target, first: u32) -> anyhow::Result<Plan<Vec<Timed>>> {
+        let display = &target.located.display;
+        let selected = select::matching(&target.binary, &self.pattern, display)?;
+        let tls = || {
+            self.fsbase_offset
+                .get_or_init(|| kernel::fsbase_offset().map_err(|err| format!("{err:#}")))
+                .as_ref()
+                .map(drop)
+                .map_err(Clone::clone)
+        };
+        let (timed, skipped) = plan::timeable(&target.binary, &selected, &tls);
+        if timed.is_empty() {
+            bail!(
+                "none of the functions matching {:?} in {display} can be timed: {}",
+                self.pattern.func,
+                skipped.join(", ")
+            );
+        }
+        note_skipped(&skipped, self.verbose);
+        self.skipped.set(self.skipped.get() + skipped.len());
+        // Goroutines are found through R14 in gc code. gccgo keeps g in
+        // TLS, but never moves stacks, so there a call is known by its
+        // stack pointer.
+        let flags = match target.binary.toolchain() {
+            Some(Toolchain::Gc) => {
+                let (offset, source) = target.binary.goid_offset().with_context(|| {
+                    format!(
+                        "cannot tell where {display} keeps goroutine ids (no DWARF, unknown Go \
+                         version): gotrace funccount still works"
+                    )
+                })?;
+                let run_offset = *self.goid_offset.get_or_init(|| offset);
+                if offset != run_offset {
+                    bail!(
+                        "{display} keeps goroutine ids at offset {offset} of runtime.g, and the \
+                         run's other programs at {run_offset}: time it in a run of its own"
+                    );
+                }
+                if self.verbose {
+                    eprintln!(
+                        "gotrace: {display}: goid at offset {offset} of runtime.g ({source})"
+                    );
+                }
+                0
+            }
+            _ if self.by_level => bail!(
+                "{display} is not gc-compiled: -l counts nesting per goroutine, and gotrace \
+                 cannot name the goroutines of gccgo programs"
+            ),
+            _ => {
+                if self.verbose {
+                    eprintln!(
+                        "gotrace: {display} is not gc-compiled: calls are keyed by stack pointer"
+                    );
+                }
+                Cookie::FLAG_KEY_BY_STACK_POINTER
+            }
+        };
+        let (entries, exits) = probe_sites(target, &timed, first, flags, self.verbose)?;
+        Ok(Plan {
+            count: timed.len() as u32,
+            rows: timed,
+            // Returns first: a return seen before its entry probe existed
+            // is merely unpaired, while an entry without its return probe
+            // would leave a start behind.
+            probes: vec![(RETURN_PROGRAM, exits), (ENTRY_PROGRAM, entries)],
+        })
+    }
+
+    fn loaded(&mut self, ebpf: &mut aya::Ebpf) -> anyhow::Result<()> {
+        self.maps = Some(Maps::new(ebpf, self.keep_by_process)?);
+        if self.keep_by_process {
+            self.names = ProcessNames::new(ebpf)?;
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, target: usize, _first: u32, rows: Vec<Timed>) -> anyhow::Result<()> {
+        self.rows.extend(rows.into_iter().map(|t| (target, t)));
+        Ok(())
+    }
+}
+
+impl Funclatency {
+    /// What a scrape reports: every function's completed calls since
+    /// tracing began (its inlined copies' rows summed in; per process
+    /// with `--labels`), and the calls open now.
+    fn snapshot(
+        &self,
+        targets: &[Target],
+        label: Option<ProcessLabel>,
+    ) -> anyhow::Result<Snapshot> {
+        let maps = self.maps.as_ref().context("maps read before load")?;
+        let mut snapshot = Snapshot::default();
+        let labels = |row: usize, process: Option<(&'static str, String)>| {
+            let (binary, timed) = &self.rows[row];
+            Labels {
+                binary: targets[*binary].located.display.clone(),
+                function: timed.function.clone(),
+                process,
+            }
+        };
+        let rows = self.rows.len();
+        match label {
+            Some(label) => {
+                for (key, histogram) in maps.read_by_process(1)? {
+                    if (key.function as usize) < rows {
+                        let process = self.names.label(label, key.pid);
+                        snapshot
+                            .add_duration(labels(key.function as usize, Some(process)), &histogram);
+                    }
+                }
+            }
+            None => {
+                for (row, histogram) in maps.read(rows, 1)?.iter().enumerate() {
+                    snapshot.add_duration(labels(row, None), histogram);
+                }
+            }
+        }
+        for (row, open) in maps.open_calls(rows)?.into_iter().enumerate() {
+            snapshot.add_open_calls(labels(row, None), open);
+        }
+        snapshot.lost_events = maps.events()?[EVENT_NO_GOID as usize];
+        for target in targets {
+            snapshot
+                .probes
+                .insert(target.located.display.clone(), target.probes);
+        }
+        Ok(snapshot)
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let pattern = Pattern::parse(&args.pattern, args.regexp)?;
+    let scope = args.selectors.scope()?;
+    let listener = args.export.bind()?;
+    let at = Where {
+        binaries: session::located(pattern.path.as_deref(), &scope)?
+            .into_iter()
+            .collect(),
+        host: pattern.path.is_none(),
+    };
+    if at.host {
+        // Looking at other users' processes needs it.
+        privilege::check()?;
+    }
+    let tool = Funclatency {
+        pattern,
+        verbose: args.verbose,
+        by_level: args.level.is_some(),
+        fsbase_offset: OnceCell::new(),
+        goid_offset: OnceCell::new(),
+        skipped: Cell::new(0),
+        rows: Vec::new(),
+        maps: None,
+        keep_by_process: args.export.labels.is_some(),
+        names: ProcessNames::none(),
+    };
+    let mut session = Session::open(tool, at, scope, args.verbose)?;
+    privilege::check()?;
+    let fsbase_offset = match session.tool.fsbase_offset.get() {
         Some(Ok(offset)) => *offset,
         _ => 0,
     };
-    // Goroutines are found through R14 in gc code. gccgo keeps g in TLS,
-    // but never moves stacks, so there a call is known by its stack pointer.
-    let (goid_offset, by_stack_pointer) = match target.binary.toolchain() {
-        Some(Toolchain::Gc) => {
-            let (offset, source) = target.binary.goid_offset().with_context(|| {
-                format!(
-                    "cannot tell where {} keeps goroutine ids (no DWARF, unknown Go version): \
-                     gotrace funccount still works",
-                    target.located.display
-                )
-            })?;
-            if args.verbose {
-                eprintln!("gotrace: goid at offset {offset} of runtime.g ({source})");
-            }
-            (offset, 0u64)
-        }
-        _ => {
-            if args.verbose {
-                eprintln!("gotrace: not gc-compiled: calls are keyed by stack pointer");
-            }
-            (0, 1u64)
-        }
-    };
-    let (entries, exits) = probe_sites(&target, &timed, args.verbose)?;
-    privilege::check()?;
+    // Every Go version gotrace knows keeps it at the same place: a run
+    // that starts with no gc program uses that.
+    let goid_offset = *session
+        .tool
+        .goid_offset
+        .get_or_init(|| crate::symbols::DEFAULT_GOID_OFFSET);
 
     let (unit, divisor) = args.unit();
-    let rows = timed.len();
+    let level = args.level.unwrap_or(0);
     event_loop()?.block_on(async {
-        let mut lifetime = Lifetime::start(args.interval, args.duration, target.process)?;
-        let mut ebpf = ebpf::load(|loader| {
+        let mut lifetime =
+            Lifetime::start(args.interval, args.duration, session.scope().processes())?;
+        let rows = session.capacity(u32::MAX);
+        let ebpf = ebpf::load(|loader| {
             loader
-                .map_max_entries(LATENCY_MAP, rows as u32)
+                .map_max_entries(LATENCY_MAP, rows)
                 .map_max_entries(STARTS_MAP, MAX_OPEN_CALLS)
                 .override_global(GOID_OFFSET, &goid_offset, true)
                 .override_global(FSBASE_OFFSET, &fsbase_offset, true)
                 .override_global(UNIT_DIVISOR, &divisor, true)
-                .override_global(KEY_BY_STACK_POINTER, &by_stack_pointer, true);
+                .override_global(LEVEL, &level, true);
+            if level != 0 {
+                loader.map_max_entries(NESTS_MAP, MAX_NESTS);
+            }
+            args.export
+                .configure(loader, BY_PROCESS_MAP, MAX_PROCESS_ROWS);
+            session.configure(loader);
         })?;
-        let mut attacher = Attacher::new(args.attach, lifetime.stop());
-        let mut attached = Vec::new();
-        // Returns first: a return seen before its entry probe existed is
-        // merely unpaired, while an entry without its return probe would
-        // leave a start behind.
-        for (program, sites) in [(RETURN_PROGRAM, &exits), (ENTRY_PROGRAM, &entries)] {
-            attached.push(attach_sites(
-                &mut attacher,
-                &mut ebpf,
-                program,
-                &target.located,
-                sites,
-                target.process,
-                args.verbose,
-            )?);
-        }
+        session.start(ebpf, Attacher::new(args.attach, lifetime.stop()))?;
         lifetime.begin();
-        let banner = format!(
-            "Tracing {} functions for \"{}\"... Hit Ctrl-C to end.",
-            timed.len(),
-            args.pattern
-        );
+        if let Some(summary) = session.summary() {
+            eprintln!("{summary}");
+        }
+        let banner = if session.is_empty() {
+            format!(
+                "Tracing \"{}\" in no program yet: waiting for a Go program with a matching \
+                 function... Hit Ctrl-C to end.",
+                args.pattern
+            )
+        } else {
+            format!(
+                "Tracing {} functions for \"{}\"... Hit Ctrl-C to end.",
+                session.tool.rows.len(),
+                args.pattern
+            )
+        };
         print_banner(&banner, args.json);
+        let mut exporter = listener.map(Exporter::start).transpose()?;
+        let prints = args.export.prints(args.interval);
 
-        let maps = Maps::new(&mut ebpf)?;
-        let mut previous = vec![Histogram::default(); rows];
+        let mut previous: Vec<Histogram> = Vec::new();
         loop {
-            let event = lifetime.next().await;
+            let event = tokio::select! {
+                event = session.wait(&mut lifetime) => event?,
+                scrape = exporter::next(&mut exporter) => {
+                    scrape.answer(session.tool.snapshot(session.targets(), args.export.labels)?);
+                    continue;
+                }
+            };
+            if !prints {
+                if let Event::End(end) = event {
+                    note_end(end, session.scope());
+                    return session.finish(&args.pattern);
+                }
+                continue;
+            }
+            let tool = &session.tool;
+            let maps = tool.maps.as_ref().context("maps read before load")?;
+            let rows = tool.rows.len();
             let now = maps.read(rows, divisor)?;
+            previous.resize(rows, Histogram::default());
             let interval: Vec<Histogram> =
                 now.iter().zip(&previous).map(|(a, b)| a.minus(b)).collect();
             let open: u64 = maps.open_calls(rows)?.iter().sum();
+            let reported: Vec<Reported<'_>> = tool
+                .rows
+                .iter()
+                .zip(&interval)
+                .map(|((binary, timed), histogram)| Reported {
+                    binary: &session.targets()[*binary].located.display,
+                    timed,
+                    histogram,
+                })
+                .collect();
             let mut out = std::io::stdout().lock();
             let timestamp = args.timestamp.then(hms_now);
             if args.json {
-                write_json(
-                    &mut out,
-                    &timed,
-                    &interval,
-                    unit,
-                    open,
-                    timestamp.as_deref(),
-                )?;
+                write_json(&mut out, &reported, unit, open, timestamp.as_deref())?;
             } else {
                 writeln!(out)?;
                 if let Some(t) = &timestamp {
                     writeln!(out, "{t:<8}")?;
                 }
-                if args.function {
-                    for (t, h) in timed.iter().zip(&interval).filter(|(_, h)| h.count > 0) {
-                        writeln!(out, "\nFunction = {}", t.label)?;
-                        histogram::write_log2(&mut out, h, unit)?;
-                        histogram::write_summary(&mut out, h, unit)?;
-                    }
-                } else {
-                    let total = Histogram::sum(&interval);
-                    histogram::write_log2(&mut out, &total, unit)?;
-                    histogram::write_summary(&mut out, &total, unit)?;
-                }
+                write_histograms(
+                    &mut out,
+                    &reported,
+                    unit,
+                    args.function,
+                    session.sectioned(),
+                )?;
             }
             previous = now;
             if let Event::End(end) = event {
-                note_end(end, args.pid);
+                note_end(end, session.scope());
                 let events = maps.events()?;
                 if open > 0 {
                     eprintln!(
@@ -244,36 +436,88 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     writeln!(out, "Detaching...")?;
                 }
                 out.flush()?;
-                drop(attached);
-                return Ok(());
+                return session.finish(&args.pattern);
             }
         }
     })
 }
 
+/// One row of a report: what it times, where, and its calls.
+struct Reported<'a> {
+    binary: &'a str,
+    timed: &'a Timed,
+    histogram: &'a Histogram,
+}
+
+/// bcc's histograms: one for all calls, or (`-F`) one per function with
+/// calls; with `sections`, those of each binary with calls under its
+/// `binary = PATH` line.
+fn write_histograms(
+    out: &mut impl std::io::Write,
+    reported: &[Reported<'_>],
+    unit: &str,
+    per_function: bool,
+    sections: bool,
+) -> anyhow::Result<()> {
+    let mut groups: Vec<(&str, Vec<&Reported<'_>>)> = Vec::new();
+    for r in reported {
+        let key = if sections { r.binary } else { "" };
+        match groups.iter_mut().find(|(b, _)| *b == key) {
+            Some((_, rows)) => rows.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    if sections {
+        groups.retain(|(_, rows)| rows.iter().any(|r| r.histogram.count > 0));
+    }
+    for (binary, rows) in &groups {
+        if sections {
+            writeln!(out, "\nbinary = {binary}")?;
+        }
+        if per_function {
+            for r in rows.iter().filter(|r| r.histogram.count > 0) {
+                writeln!(out, "\nFunction = {}", r.timed.label)?;
+                histogram::write_log2(out, r.histogram, unit)?;
+                histogram::write_summary(out, r.histogram, unit)?;
+            }
+        } else {
+            let all: Vec<Histogram> = rows.iter().map(|r| r.histogram.clone()).collect();
+            let total = Histogram::sum(&all);
+            histogram::write_log2(out, &total, unit)?;
+            histogram::write_summary(out, &total, unit)?;
+        }
+    }
+    if groups.is_empty() && !per_function {
+        let total = Histogram::default();
+        histogram::write_log2(out, &total, unit)?;
+        histogram::write_summary(out, &total, unit)?;
+    }
+    Ok(())
+}
+
 /// One report as a JSON object on one line.
 fn write_json(
     out: &mut impl std::io::Write,
-    timed: &[Timed],
-    interval: &[Histogram],
+    reported: &[Reported<'_>],
     unit: &str,
     open: u64,
     timestamp: Option<&str>,
 ) -> anyhow::Result<()> {
-    let functions: Vec<_> = timed
+    let functions: Vec<_> = reported
         .iter()
-        .zip(interval)
-        .map(|(t, h)| {
-            let mut value = histogram::to_json(h, unit);
-            value["func"] = t.label.clone().into();
-            value["function"] = t.function.clone().into();
-            value["inlined"] = t.inlined.into();
+        .map(|r| {
+            let mut value = histogram::to_json(r.histogram, unit);
+            value["func"] = r.timed.label.clone().into();
+            value["function"] = r.timed.function.clone().into();
+            value["inlined"] = r.timed.inlined.into();
+            value["binary"] = r.binary.into();
             value
         })
         .collect();
+    let all: Vec<Histogram> = reported.iter().map(|r| r.histogram.clone()).collect();
     let mut report = serde_json::json!({
         "functions": functions,
-        "total": histogram::to_json(&Histogram::sum(interval), unit),
+        "total": histogram::to_json(&Histogram::sum(&all), unit),
         "open_calls": open,
     });
     if let Some(t) = timestamp {
@@ -298,10 +542,13 @@ fn note_skipped(skipped: &[String], verbose: bool) {
     }
 }
 
-/// Entry and exit probes of every row, numbered by the row.
+/// Entry and exit probes of every row, numbered by the row from `first`,
+/// each with `flags` besides its own.
 fn probe_sites(
     target: &Target,
     timed: &[Timed],
+    first: u32,
+    flags: u32,
     verbose: bool,
 ) -> anyhow::Result<(Vec<ProbeSite>, Vec<ProbeSite>)> {
     let mut entries = Vec::new();
@@ -311,7 +558,7 @@ fn probe_sites(
             for site in sites {
                 probes.push(target.site(
                     site.address,
-                    plan::cookie(i, site),
+                    plan::cookie(first + i as u32, site, flags),
                     site.describe.clone(),
                 )?);
             }

@@ -6,8 +6,8 @@ use super::{capability, select};
 use crate::{
     attach::placement::{self, Cost, Policy},
     probe::pattern::Pattern,
+    process::Process,
     symbols::{self, Binary, FunctionSource, Toolchain},
-    target::Process,
 };
 
 /// Where probes would go over the whole binary, which decides what

@@ -1,6 +1,6 @@
 //! When a tracing run prints and when it ends: interval ticks, `-d`
-//! duration, SIGINT/SIGTERM/SIGHUP, and the exit or exec of the `-p`
-//! process.
+//! duration, SIGINT/SIGTERM/SIGHUP, and the exit or exec of the last of
+//! the `-p` processes.
 
 use std::{os::fd::OwnedFd, time::Duration};
 
@@ -11,15 +11,17 @@ use tokio::{
     time::{interval_at, sleep_until, Instant, Interval},
 };
 
-use crate::target::Process;
+use crate::process::Process;
 
 /// Why a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum End {
     Signal,
     Duration,
+    /// Every `-p` process exited (or, if some exec'd, see below).
     TargetExited,
-    /// The `-p` process now runs another program: its probes are gone.
+    /// Every `-p` process is gone and the last one left by exec'ing
+    /// another program, which has none of the probes.
     TargetExeced,
 }
 
@@ -42,9 +44,17 @@ pub struct Lifetime {
     deadline: Option<Instant>,
     duration: Option<Duration>,
     signals: [Signal; 3],
-    target_exit: Option<AsyncFd<OwnedFd>>,
-    /// The `-p` process and the executable it ran when tracing began.
-    target_exe: Option<(Process, (u64, u64))>,
+    /// The `-p` processes; the run ends when none is left.
+    watched: Vec<Watched>,
+}
+
+/// A `-p` process, watched for its exit and its exec.
+struct Watched {
+    process: Process,
+    exit: AsyncFd<OwnedFd>,
+    /// The executable it ran when tracing began.
+    started_as: Option<(u64, u64)>,
+    gone: bool,
 }
 
 impl Lifetime {
@@ -53,7 +63,7 @@ impl Lifetime {
     pub fn start(
         interval: Option<Duration>,
         duration: Option<Duration>,
-        process: Option<Process>,
+        processes: &[Process],
     ) -> anyhow::Result<Self> {
         let now = Instant::now();
         // Before tokio's streams: both see every signal from here on.
@@ -69,22 +79,28 @@ impl Lifetime {
         .context("installing signal handlers")?
         .try_into()
         .map_err(|_| anyhow::anyhow!("installing signal handlers"))?;
-        let target_exit = process
-            .map(|p| {
-                let fd = p.exit_notifier()?;
+        let watched = processes
+            .iter()
+            .map(|&process| {
+                let fd = process.exit_notifier()?;
                 // SAFETY: the AsyncFd owns the pidfd, so it stays open for
                 // as long as it is registered.
-                unsafe { AsyncFd::register(fd) }.context("polling the pidfd")
+                let exit = unsafe { AsyncFd::register(fd) }.context("polling the pidfd")?;
+                Ok(Watched {
+                    process,
+                    exit,
+                    started_as: process.executable(),
+                    gone: false,
+                })
             })
-            .transpose()?;
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             stop,
             interval: interval.map(|i| interval_at(now + i, i)),
             deadline: duration.map(|d| now + d),
             duration,
             signals,
-            target_exit,
-            target_exe: process.and_then(|p| Some((p, p.executable()?))),
+            watched,
         })
     }
 
@@ -122,22 +138,49 @@ impl Lifetime {
                 None => std::future::pending().await,
             }
         };
-        let target_exit = async {
-            match &self.target_exit {
-                Some(fd) => drop(fd.readable().await),
-                None => std::future::pending().await,
-            }
-        };
-        let target_exe = self.target_exe;
-        let target_exec = async move {
-            let Some((process, started_as)) = target_exe else {
+        let watched = &mut self.watched;
+        let targets_gone = async move {
+            if watched.is_empty() {
                 return std::future::pending().await;
-            };
+            }
+            let mut exec_check = tokio::time::interval(EXEC_CHECK);
             loop {
-                tokio::time::sleep(EXEC_CHECK).await;
-                // Gone altogether: the pidfd reports that.
-                if process.executable().is_some_and(|now| now != started_as) {
-                    return;
+                // Exits, as the pidfds report them.
+                let exited = std::future::poll_fn(|cx| {
+                    let mut any = false;
+                    for w in watched.iter_mut().filter(|w| !w.gone) {
+                        if w.exit.poll_read_ready(cx).is_ready() {
+                            w.gone = true;
+                            any = true;
+                        }
+                    }
+                    if any {
+                        std::task::Poll::Ready(())
+                    } else {
+                        std::task::Poll::Pending
+                    }
+                });
+                let execed = tokio::select! {
+                    () = exited => false,
+                    _ = exec_check.tick() => {
+                        // Gone altogether: the pidfd reports that.
+                        let mut any = false;
+                        for w in watched.iter_mut().filter(|w| !w.gone) {
+                            let now = w.process.executable();
+                            if now.is_some() && now != w.started_as {
+                                w.gone = true;
+                                any = true;
+                            }
+                        }
+                        any
+                    }
+                };
+                if watched.iter().all(|w| w.gone) {
+                    return if execed {
+                        End::TargetExeced
+                    } else {
+                        End::TargetExited
+                    };
                 }
             }
         };
@@ -148,8 +191,7 @@ impl Lifetime {
             _ = term.recv() => Event::End(End::Signal),
             _ = hup.recv() => Event::End(End::Signal),
             () = deadline => Event::End(End::Duration),
-            () = target_exit => Event::End(End::TargetExited),
-            () = target_exec => Event::End(End::TargetExeced),
+            end = targets_gone => Event::End(end),
             _ = tick => Event::Tick,
         }
     }

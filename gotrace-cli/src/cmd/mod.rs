@@ -6,6 +6,7 @@ pub mod funclatency;
 pub mod info;
 mod lifetime;
 pub(crate) mod select;
+mod session;
 pub mod trace;
 
 use anyhow::Context as _;
@@ -13,41 +14,10 @@ use gotrace_common::probe::Cookie;
 
 use crate::{
     attach::{self, Attacher, Link, Scope, Site},
-    probe::pattern::Pattern,
-    symbols::{self, Binary, Located},
-    target::Process,
+    host,
+    process::Process,
+    symbols::{Binary, Located},
 };
-
-/// What a tracing run works on: the binary the pattern names, and the
-/// process (`-p`) it is limited to.
-struct Target {
-    pattern: Pattern,
-    process: Option<Process>,
-    located: Located,
-    binary: Binary,
-}
-
-impl Target {
-    /// Parses `pattern`, finds `pid`, locates and opens the binary: every
-    /// check that needs no privilege, in the order a user fixes them.
-    fn open(pattern: &str, regexp: bool, pid: Option<u32>) -> anyhow::Result<Self> {
-        let pattern = Pattern::parse(pattern, regexp)?;
-        let process = pid.map(Process::find).transpose()?;
-        let located = symbols::locate(pattern.path.as_deref(), process)?;
-        let binary = Binary::open(&located.path)?;
-        Ok(Self {
-            pattern,
-            process,
-            located,
-            binary,
-        })
-    }
-
-    /// A probe at `address` with `cookie`, described for error messages.
-    fn site(&self, address: u64, cookie: Cookie, describe: String) -> anyhow::Result<ProbeSite> {
-        probe_site(&self.binary, &self.located, address, cookie, describe)
-    }
-}
 
 /// A probe at `address` of `binary` with `cookie`, described for error
 /// messages.
@@ -93,6 +63,7 @@ fn attach_sites(
     let request = attach::Request {
         program,
         target: &target.path,
+        shown: &target.display,
         sites: &sites.iter().map(|s| s.site).collect::<Vec<_>>(),
         scope: Scope::of(process),
     };
@@ -128,14 +99,85 @@ fn print_banner(banner: &str, json: bool) {
 }
 
 /// Says why a run ended when the reason is not the user's own doing.
-fn note_end(end: lifetime::End, pid: Option<u32>) {
-    let pid = pid.unwrap_or_default();
+fn note_end(end: lifetime::End, scope: &host::Scope) {
+    let which = match scope.processes() {
+        [one] => format!("process {}", one.pid()),
+        _ => format!("every process of {}", scope.describe()),
+    };
     match end {
-        lifetime::End::TargetExited => eprintln!("gotrace: process {pid} exited"),
+        lifetime::End::TargetExited => eprintln!("gotrace: {which} exited"),
         lifetime::End::TargetExeced => {
-            eprintln!("gotrace: process {pid} exec'd another program, which has none of the probes")
+            eprintln!("gotrace: {which} exec'd another program, which has none of the probes")
         }
         lifetime::End::Signal | lifetime::End::Duration => {}
+    }
+}
+
+/// `--listen` and `--labels` of the tools that count (funccount,
+/// funclatency).
+#[derive(clap::Args, Debug)]
+pub struct Export {
+    /// Serve the counts on http://HOST:PORT/metrics for Prometheus (text
+    /// format, or OpenMetrics when asked) instead of printing tables;
+    /// `-i` prints them too.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Add a per-process label to the exported series (more series: one
+    /// per process, or per process name).
+    #[arg(long, value_enum, value_name = "pid|comm", requires = "listen")]
+    pub labels: Option<crate::exporter::ProcessLabel>,
+}
+
+impl Export {
+    /// Binds the socket, before anything attaches.
+    fn bind(&self) -> anyhow::Result<Option<crate::exporter::Listener>> {
+        self.listen
+            .as_deref()
+            .map(crate::exporter::Listener::bind)
+            .transpose()
+    }
+
+    /// Sets `BY_PROCESS` and sizes the per-process maps of `map` (the
+    /// tool's, of `rows` pairs) when `--labels` asks for them.
+    fn configure<'a>(&self, loader: &mut aya::EbpfLoader<'a>, map: &'a str, rows: u32) {
+        use gotrace_common::probe::{BY_PROCESS, MAX_PROCESS_NAMES, PROCESS_NAMES_MAP};
+        static ON: u64 = 1;
+        static OFF: u64 = 0;
+        let on = self.labels.is_some();
+        loader.override_global(BY_PROCESS, if on { &ON } else { &OFF }, true);
+        if on {
+            loader
+                .map_max_entries(map, rows)
+                .map_max_entries(PROCESS_NAMES_MAP, MAX_PROCESS_NAMES);
+        }
+    }
+
+    /// Whether tables go to the terminal: not when exporting, unless `-i`.
+    fn prints(&self, interval: Option<std::time::Duration>) -> bool {
+        self.listen.is_none() || interval.is_some()
+    }
+}
+
+/// The selectors every tool shares: which processes a run keeps.
+#[derive(clap::Args, Debug)]
+pub struct Selectors {
+    /// Trace only these processes (`-p 10,11`): PATH may then be left out.
+    #[arg(short, long, value_name = "PID", value_delimiter = ',')]
+    pid: Vec<u32>,
+    /// Trace only processes whose name (or executable's file name)
+    /// matches GLOB, including ones that start later.
+    #[arg(long, value_name = "GLOB")]
+    comm: Option<String>,
+    /// Trace only processes in this cgroup v2 directory and below it (a
+    /// container, a service), filtered in the kernel.
+    #[arg(short = 'c', long, value_name = "PATH")]
+    cgroup: Option<std::path::PathBuf>,
+}
+
+impl Selectors {
+    /// Checks the selectors against the running system.
+    fn scope(&self) -> anyhow::Result<host::Scope> {
+        host::Scope::new(&self.pid, self.comm.as_deref(), self.cgroup.as_deref())
     }
 }
 

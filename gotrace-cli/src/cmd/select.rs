@@ -38,6 +38,13 @@ impl Selected<'_> {
     }
 }
 
+/// Whether `pattern` matches anything in `binary`, out-of-line or
+/// inlined: the quick test host-wide runs put every Go binary to.
+pub fn selects_any(binary: &Binary, pattern: &Pattern) -> bool {
+    binary.functions().iter().any(|f| pattern.matches(&f.name))
+        || binary.inlined().iter().any(|s| pattern.matches(&s.name))
+}
+
 /// Similarity above which a name is offered as "did you mean".
 const SUGGESTION_THRESHOLD: f64 = 0.85;
 

@@ -12,24 +12,27 @@ use gotrace_common::{
         RING_BYTES, STRING_SIZE, TID_FILTER,
     },
 };
+use regex::Regex;
 use tokio::io::unix::AsyncFd;
 
 use super::{
-    attach_sites, event_loop,
-    lifetime::{Event as LifetimeEvent, Lifetime},
-    note_end, select, ProbeSite,
+    event_loop,
+    lifetime::Event as LifetimeEvent,
+    note_end, select,
+    session::{Plan, Session, Target, Tool, Where},
+    ProbeSite, Selectors,
 };
 use crate::{
     attach::{self, placement, Attacher},
     ebpf,
+    host::FileKey,
     output::{
         events::{self, TimeColumn, Value},
         time::hms_now,
     },
     privilege,
     probe::{format::Format, pattern::Pattern, spec::Spec},
-    symbols::{self, inline::InlinedSite, Binary, Function, Located},
-    target::Process,
+    symbols::{self, inline::InlinedSite, Function},
     trace::{
         decode,
         plan::{self, Planner, Shown},
@@ -42,16 +45,17 @@ use crate::{
     after_help = "PROBE is [p:|r:][PATH:]FUNC [(FILTER)] [\"FORMAT\"[, ARG, ...]]\n\
     ARG: goargN (Go ABI word N), argN (C ABI), retval[N] (r: probes), or a parameter name\n\
     from DWARF (name, req.Method). FORMAT: %d %u %x %s %c %p, and %v for any Go value\n\
-    (slices, interfaces). Examples:\n  \
+    (slices, interfaces). A PROBE without PATH (and without -p) traces every Go program\n\
+    running now or started later. Examples:\n  \
     gotrace trace '/bin/app:main.add \"%d %d\", goarg1, goarg2'\n  \
+    gotrace trace 'main.add \"%d %d\", goarg1, goarg2'     in every Go program\n  \
     gotrace trace 'r:/bin/app:main.add \"sum %d\", retval'\n  \
     gotrace trace -p 185 'main.greet (n > 1) \"%s %d\", name, n'\n  \
     gotrace trace '/bin/app:main.handle \"%v %v\", items, err'"
 )]
 pub struct Args {
-    /// Trace only this process (PATH may then be left out).
-    #[arg(short, long)]
-    pid: Option<u32>,
+    #[command(flatten)]
+    selectors: Selectors,
     /// Trace only this thread.
     #[arg(short = 'L', long = "tid")]
     tid: Option<u32>,
@@ -64,16 +68,27 @@ pub struct Args {
     /// Print the wall-clock time.
     #[arg(short = 'T', long, conflicts_with = "timestamp")]
     time: bool,
+    /// Print the CPU each event happened on.
+    #[arg(short = 'C', long = "print-cpu")]
+    print_cpu: bool,
     /// Print the user stack (Go frames) of each event.
     #[arg(short = 'U', long = "user-stack")]
     user_stack: bool,
     /// Print only events of processes whose name contains NAME.
     #[arg(short = 'n', long = "name")]
     name: Option<String>,
+    /// Print only events whose message matches REGEX.
+    #[arg(short = 'f', long = "msg-filter", value_name = "REGEX")]
+    msg_filter: Option<String>,
+    /// Size of the event buffer shared by all CPUs, in pages (a power of
+    /// two; default 4096, 16 MiB): raise it if events are lost.
+    #[arg(short = 'b', long = "buffer-pages", value_name = "PAGES",
+          default_value_t = RING_BYTES / PAGE_BYTES, value_parser = parse_pages)]
+    buffer_pages: u32,
     /// Stop after SECS seconds.
     #[arg(short, long, value_name = "SECS", value_parser = super::parse_seconds)]
     duration: Option<Duration>,
-    /// Say how each argument is read.
+    /// Say how each argument is read, and which programs were passed over.
     #[arg(short, long)]
     verbose: bool,
     /// One JSON object per event.
@@ -95,6 +110,24 @@ pub struct Args {
     probes: Vec<String>,
 }
 
+/// The ring buffer's unit for `-b`.
+const PAGE_BYTES: u32 = 4096;
+
+/// `-b PAGES`: a power of two (what the kernel's ring buffers need), from
+/// one page to 1 GiB.
+fn parse_pages(text: &str) -> Result<u32, String> {
+    let pages: u32 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of pages"))?;
+    if !pages.is_power_of_two() || pages > (1 << 30) / PAGE_BYTES {
+        return Err(format!(
+            "{pages} pages: give a power of two from 1 to {} (the kernel's ring buffers need one)",
+            (1 << 30) / PAGE_BYTES
+        ));
+    }
+    Ok(pages)
+}
+
 /// One probe on one function, as user space prints its events.
 struct Probe {
     function: String,
@@ -104,7 +137,7 @@ struct Probe {
     /// Per argument slot read by the kernel (format arguments first).
     shown: Vec<Shown>,
     spec: ProbeSpec,
-    /// Index of its binary.
+    /// Index of its binary among the session's.
     binary: usize,
     /// Its sites are inside a function body (an inlined copy's).
     in_body: bool,
@@ -116,136 +149,224 @@ enum Traceable<'b> {
     Inlined(&'b InlinedSite),
 }
 
-/// A binary probes go into, opened once for all the probes in it.
-struct Traced {
-    located: Located,
-    binary: Binary,
-    /// Its module name in stack frames.
-    module: String,
+/// One PROBE argument: the spec, its pattern, and the binary its PATH
+/// names (`None`: every binary of the run).
+struct Wanted {
+    spec: Spec,
+    pattern: Pattern,
+    binary: Option<FileKey>,
+}
+
+/// trace as a session drives it: each PROBE on each binary it names (or
+/// all, without PATH), one row per function or inlined copy.
+struct Trace {
+    wanted: Vec<Wanted>,
+    options: plan::Options,
+    probes: Vec<Probe>,
+    settings: Option<Array<MapData, ProbeSpec>>,
+    /// The event ring buffer and lost-event counters, until the run
+    /// takes them.
+    events: Option<(RingBuf<MapData>, PerCpuArray<MapData, u64>)>,
+}
+
+impl Trace {
+    /// The PROBEs that apply to `target`.
+    fn wanted_in<'w>(&'w self, target: &'w Target) -> impl Iterator<Item = &'w Wanted> {
+        self.wanted
+            .iter()
+            .filter(move |w| w.binary.is_none() || w.binary == target.key)
+    }
+}
+
+impl Tool for Trace {
+    type Rows = Vec<Probe>;
+    const PROGRAMS: &'static [&'static str] = &[PROGRAM];
+
+    fn selects(&self, target: &Target) -> bool {
+        self.wanted_in(target)
+            .any(|w| select::selects_any(&target.binary, &w.pattern))
+    }
+
+    fn plan(&self, target: &Target, first: u32) -> anyhow::Result<Plan<Vec<Probe>>> {
+        let binary = &target.binary;
+        let display = &target.located.display;
+        // What each probe selects, checked before anything is planned:
+        // each out-of-line function, and each inlined copy, is a probe of
+        // its own. A PROBE without PATH may match nothing here.
+        let mut chosen: Vec<(&Spec, Traceable<'_>)> = Vec::new();
+        for w in self.wanted_in(target) {
+            if w.binary.is_none() && !select::selects_any(binary, &w.pattern) {
+                continue;
+            }
+            for s in select::matching(binary, &w.pattern, display)? {
+                chosen.extend(s.function.map(|f| (&w.spec, Traceable::Function(f))));
+                chosen.extend(
+                    s.inlined
+                        .iter()
+                        .map(|site| (&w.spec, Traceable::Inlined(site))),
+                );
+            }
+        }
+        let total = first as usize + chosen.len();
+        if total > MAX_PROBES as usize {
+            bail!(
+                "{total} functions and inlined copies to trace, more than {MAX_PROBES}: narrow the probes"
+            );
+        }
+        let functions = chosen
+            .iter()
+            .filter_map(|(_, c)| match c {
+                Traceable::Function(f) => Some(f.name.as_str()),
+                Traceable::Inlined(_) => None,
+            })
+            .collect();
+        let inlined = chosen
+            .iter()
+            .filter_map(|(_, c)| match c {
+                Traceable::Inlined(site) => Some(*site),
+                Traceable::Function(_) => None,
+            })
+            .collect();
+        let planner = Planner::new(binary, display, functions, inlined, self.options);
+        let mut probes = Vec::new();
+        let mut sites: Vec<ProbeSite> = Vec::new();
+        for (spec, traceable) in &chosen {
+            let number = first + probes.len() as u32;
+            let (planned, function) = match traceable {
+                Traceable::Function(f) => (planner.plan(f, spec, number)?, f.name.clone()),
+                Traceable::Inlined(site) => (
+                    planner.plan_inlined(site, spec, number)?,
+                    format!("{}[inlined]", site.name),
+                ),
+            };
+            for site in &planned.sites {
+                sites.push(target.site(site.address, site.cookie, site.describe.clone())?);
+            }
+            probes.push(Probe {
+                function,
+                sites: planned.addresses(),
+                format: spec.format.clone(),
+                shown: planned.shown,
+                spec: planned.spec,
+                binary: usize::MAX,
+                in_body: planned.in_body,
+            });
+        }
+        Ok(Plan {
+            count: probes.len() as u32,
+            rows: probes,
+            probes: vec![(PROGRAM, sites)],
+        })
+    }
+
+    fn loaded(&mut self, ebpf: &mut aya::Ebpf) -> anyhow::Result<()> {
+        let map = ebpf
+            .take_map(PROBES_MAP)
+            .with_context(|| format!("map {PROBES_MAP} missing from gotrace's object"))?;
+        self.settings = Some(Array::try_from(map)?);
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("map {name} missing from gotrace's object"))
+        };
+        self.events = Some((
+            RingBuf::try_from(take(EVENTS_MAP)?)?,
+            PerCpuArray::try_from(take(LOST_MAP)?)?,
+        ));
+        Ok(())
+    }
+
+    fn accept(&mut self, target: usize, first: u32, rows: Vec<Probe>) -> anyhow::Result<()> {
+        let settings = self
+            .settings
+            .as_mut()
+            .context("probes stored before load")?;
+        for (i, mut probe) in rows.into_iter().enumerate() {
+            settings
+                .set(first + i as u32, probe.spec, 0)
+                .context("storing probe settings")?;
+            probe.binary = target;
+            self.probes.push(probe);
+        }
+        Ok(())
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let process = args.pid.map(Process::find).transpose()?;
-    let specs: Vec<Spec> = args
-        .probes
-        .iter()
-        .map(|p| p.parse::<Spec>())
-        .collect::<Result<_, _>>()?;
-    // Each binary is located and opened once, however many probes name it.
-    let mut traced: Vec<Traced> = Vec::new();
-    // (spec, binary index, pattern) in the order given.
+    let scope = args.selectors.scope()?;
+    let msg_filter = args
+        .msg_filter
+        .as_deref()
+        .map(|re| {
+            Regex::new(re).map_err(|e| {
+                anyhow::anyhow!(
+                    "-f {re:?} is not a regular expression: {}",
+                    crate::probe::pattern::regex_error(&e)
+                )
+            })
+        })
+        .transpose()?;
     let mut wanted = Vec::new();
-    for (i, spec) in specs.iter().enumerate() {
+    let mut at = Where {
+        binaries: Vec::new(),
+        host: false,
+    };
+    for text in &args.probes {
+        let spec: Spec = text.parse()?;
         let pattern = Pattern::parse(&spec.target, false)?;
-        let located = symbols::locate(pattern.path.as_deref(), process)?;
-        let index = match traced.iter().position(|t| t.located.path == located.path) {
-            Some(index) => index,
+        let binary = match pattern.path.as_deref() {
+            Some(path) => {
+                let located = symbols::locate(Some(path), scope.single_process())?;
+                let key = FileKey::of(&located.path)
+                    .with_context(|| format!("reading {}", located.display))?;
+                if !at
+                    .binaries
+                    .iter()
+                    .any(|l| FileKey::of(&l.path).ok() == Some(key))
+                {
+                    at.binaries.push(located);
+                }
+                Some(key)
+            }
             None => {
-                let binary = Binary::open(&located.path)?;
-                let module = located
-                    .display
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                traced.push(Traced {
-                    located,
-                    binary,
-                    module,
-                });
-                traced.len() - 1
+                at.host = true;
+                None
             }
         };
-        wanted.push((i, index, pattern));
-    }
-    // What each probe selects, checked before anything is planned: each
-    // out-of-line function, and each inlined copy, is a probe of its own.
-    let mut chosen: Vec<(usize, usize, Traceable<'_>)> = Vec::new();
-    for (i, index, pattern) in &wanted {
-        let t = &traced[*index];
-        for s in select::matching(&t.binary, pattern, &t.located.display)? {
-            chosen.extend(s.function.map(|f| (*i, *index, Traceable::Function(f))));
-            chosen.extend(
-                s.inlined
-                    .iter()
-                    .map(|site| (*i, *index, Traceable::Inlined(site))),
-            );
-        }
-    }
-    if chosen.len() > MAX_PROBES as usize {
-        bail!(
-            "{} functions and inlined copies to trace, more than {MAX_PROBES}: narrow the probes",
-            chosen.len()
-        );
-    }
-    let options = plan::Options {
-        policy: args.placement,
-        stack: args.user_stack,
-        pid: args.pid,
-        verbose: args.verbose,
-    };
-    let planners: Vec<Planner<'_>> = traced
-        .iter()
-        .enumerate()
-        .map(|(index, t)| {
-            let mine = || chosen.iter().filter(move |(_, b, _)| *b == index);
-            let functions = mine()
-                .filter_map(|(_, _, c)| match c {
-                    Traceable::Function(f) => Some(f.name.as_str()),
-                    Traceable::Inlined(_) => None,
-                })
-                .collect();
-            let inlined = mine()
-                .filter_map(|(_, _, c)| match c {
-                    Traceable::Inlined(site) => Some(*site),
-                    Traceable::Function(_) => None,
-                })
-                .collect();
-            Planner::new(&t.binary, &t.located.display, functions, inlined, options)
-        })
-        .collect();
-    let mut probes: Vec<Probe> = Vec::new();
-    let mut sites: Vec<Vec<ProbeSite>> = traced.iter().map(|_| Vec::new()).collect();
-    for (i, index, traceable) in &chosen {
-        let spec = &specs[*i];
-        let number = probes.len() as u32;
-        let (planned, function) = match traceable {
-            Traceable::Function(f) => (planners[*index].plan(f, spec, number)?, f.name.clone()),
-            Traceable::Inlined(site) => (
-                planners[*index].plan_inlined(site, spec, number)?,
-                format!("{}[inlined]", site.name),
-            ),
-        };
-        let t = &traced[*index];
-        for site in &planned.sites {
-            sites[*index].push(super::probe_site(
-                &t.binary,
-                &t.located,
-                site.address,
-                site.cookie,
-                site.describe.clone(),
-            )?);
-        }
-        probes.push(Probe {
-            function,
-            sites: planned.addresses(),
-            format: spec.format.clone(),
-            shown: planned.shown,
-            spec: planned.spec,
-            binary: *index,
-            in_body: planned.in_body,
+        wanted.push(Wanted {
+            spec,
+            pattern,
+            binary,
         });
     }
-    drop(planners);
+    if at.host {
+        // Looking at other users' processes needs it.
+        privilege::check()?;
+    }
+    let tool = Trace {
+        wanted,
+        options: plan::Options {
+            policy: args.placement,
+            stack: args.user_stack,
+            pid: scope.single_process().map(|p| p.pid().get()),
+            verbose: args.verbose,
+        },
+        probes: Vec::new(),
+        settings: None,
+        events: None,
+    };
+    let mut session = Session::open(tool, at, scope, args.verbose)?;
     privilege::check()?;
-    let goid_offset = traced
+    let goid_offset = session
+        .targets()
         .iter()
         .find_map(|t| t.binary.goid_offset())
-        .map_or(0, |(o, _)| o);
+        .map_or(symbols::DEFAULT_GOID_OFFSET, |(o, _)| o);
     let tid = u64::from(args.tid.unwrap_or(0));
     // Only probes that find g in thread-local storage need the kernel's
     // layout, and reading its BTF is the slowest part of start-up.
-    let fsbase_offset = if probes.iter().any(|p| p.spec.g_from == G_IN_TLS) {
+    let needs_tls =
+        session.any_planned(|probes: &Vec<Probe>| probes.iter().any(|p| p.spec.g_from == G_IN_TLS));
+    let fsbase_offset = if needs_tls {
         crate::kernel::fsbase_offset().unwrap_or_else(|err| {
             eprintln!("gotrace: goroutine ids of assembly (ABI0) functions will read 0: {err:#}");
             0
@@ -255,41 +376,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     event_loop()?.block_on(async {
-        let mut lifetime = Lifetime::start(None, args.duration, process)?;
-        let mut ebpf = ebpf::load(|loader| {
+        let mut lifetime =
+            super::lifetime::Lifetime::start(None, args.duration, session.scope().processes())?;
+        let rows = session.capacity(MAX_PROBES);
+        let ring_bytes = args.buffer_pages * PAGE_BYTES;
+        let ebpf = ebpf::load(|loader| {
             loader
                 .override_global(GOID_OFFSET, &goid_offset, true)
                 .override_global(TID_FILTER, &tid, true)
                 .override_global(FSBASE_OFFSET, &fsbase_offset, true)
-                .map_max_entries(EVENTS_MAP, RING_BYTES)
-                .map_max_entries(PROBES_MAP, probes.len() as u32);
+                .map_max_entries(EVENTS_MAP, ring_bytes)
+                .map_max_entries(PROBES_MAP, rows);
+            session.configure(loader);
         })?;
-        let mut attacher = Attacher::new(args.attach, lifetime.stop());
-        {
-            let map = ebpf.map_mut(PROBES_MAP).context("map TRACE_PROBES missing")?;
-            let mut specs: Array<&mut MapData, ProbeSpec> = Array::try_from(map)?;
-            for (i, probe) in probes.iter().enumerate() {
-                specs.set(i as u32, probe.spec, 0).context("storing probe settings")?;
-            }
-        }
-        let mut attached = Vec::new();
-        for (t, sites) in traced.iter().zip(&sites) {
-            attached.push(attach_sites(
-                &mut attacher,
-                &mut ebpf,
-                PROGRAM,
-                &t.located,
-                sites,
-                process,
-                args.verbose,
-            )?);
-        }
-        let ring = RingBuf::try_from(ebpf.take_map(EVENTS_MAP).context("map TRACE_EVENTS missing")?)?;
-        let lost: PerCpuArray<MapData, u64> =
-            PerCpuArray::try_from(ebpf.take_map(LOST_MAP).context("map TRACE_LOST missing")?)?;
+        session.start(ebpf, Attacher::new(args.attach, lifetime.stop()))?;
+        let (ring, lost) = session
+            .tool
+            .events
+            .take()
+            .context("events read before load")?;
         // SAFETY: the AsyncFd owns the ring buffer, so its descriptor stays
         // open for as long as it is registered.
-        let mut ring = unsafe { AsyncFd::register(ring) }.context("polling the event ring buffer")?;
+        let mut ring =
+            unsafe { AsyncFd::register(ring) }.context("polling the event ring buffer")?;
 
         let time = if args.timestamp {
             TimeColumn::Relative
@@ -299,33 +408,42 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             TimeColumn::None
         };
         lifetime.begin();
-        let banner = format!("Tracing {} functions... Hit Ctrl-C to end.", probes.len());
+        if let Some(summary) = session.summary() {
+            eprintln!("{summary}");
+        }
+        let banner = if session.is_empty() {
+            "Tracing no program yet: waiting for a Go program with a matching function... \
+             Hit Ctrl-C to end."
+                .to_owned()
+        } else {
+            format!(
+                "Tracing {} functions... Hit Ctrl-C to end.",
+                session.tool.probes.len()
+            )
+        };
         eprintln!("{banner}");
         // Stdout flushes at every newline; at hundreds of thousands of
         // events per second that write per line is what loses events.
         // Buffer, and flush each time the ring buffer is drained.
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         if !args.json {
-            events::write_header(&mut out, time)?;
+            events::write_header(&mut out, time, args.print_cpu)?;
             out.flush()?;
         }
-        let mut printer = Printer {
-            probes: &probes,
-            traced: &traced,
-            args: &args,
-            time,
+        let mut clock = Clock {
             first: None,
             printed: 0,
         };
         'run: loop {
             tokio::select! {
-                end = lifetime.next() => {
-                    if let LifetimeEvent::End(end) = end {
-                        note_end(end, args.pid);
+                end = session.wait(&mut lifetime) => {
+                    if let LifetimeEvent::End(end) = end? {
+                        note_end(end, session.scope());
                     }
                     // Drain what is already in the buffer.
+                    let printer = Printer::new(&session, &args, time, msg_filter.as_ref());
                     while let Some(item) = ring.get_mut().next() {
-                        if printer.print(&mut out, &item)? {
+                        if printer.print(&mut out, &item, &mut clock)? {
                             break;
                         }
                     }
@@ -333,8 +451,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 guard = ring.readable_mut() => {
                     let mut guard = guard.context("waiting for events")?;
+                    let printer = Printer::new(&session, &args, time, msg_filter.as_ref());
                     while let Some(item) = guard.get_inner_mut().next() {
-                        if printer.print(&mut out, &item)? {
+                        if printer.print(&mut out, &item, &mut clock)? {
                             break 'run;
                         }
                     }
@@ -346,26 +465,53 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out.flush()?;
         let lost: u64 = lost.get(&0, 0)?.iter().sum();
         if lost > 0 {
-            eprintln!("gotrace: {lost} events lost: the ring buffer was full (narrow the probes or add a filter)");
+            eprintln!(
+                "gotrace: {lost} events lost: the ring buffer was full (raise -b, narrow the \
+                 probes or add a filter)"
+            );
         }
-        drop(attached);
-        Ok(())
+        session.finish(&args.probes.join(" "))
     })
 }
 
-/// Prints events, tracking `-M` and the relative clock.
-struct Printer<'a> {
-    probes: &'a [Probe],
-    traced: &'a [Traced],
-    args: &'a Args,
-    time: TimeColumn,
+/// The relative clock and `-M`'s count, across batches of events.
+struct Clock {
     first: Option<u64>,
     printed: u64,
 }
 
-impl Printer<'_> {
+/// Prints events as the run's probes and binaries say.
+struct Printer<'a> {
+    probes: &'a [Probe],
+    targets: &'a [Target],
+    args: &'a Args,
+    time: TimeColumn,
+    msg_filter: Option<&'a Regex>,
+}
+
+impl<'a> Printer<'a> {
+    fn new(
+        session: &'a Session<Trace>,
+        args: &'a Args,
+        time: TimeColumn,
+        msg_filter: Option<&'a Regex>,
+    ) -> Self {
+        Self {
+            probes: &session.tool.probes,
+            targets: session.targets(),
+            args,
+            time,
+            msg_filter,
+        }
+    }
+
     /// Prints one ring-buffer record; true once `-M` events are printed.
-    fn print(&mut self, out: &mut impl std::io::Write, bytes: &[u8]) -> anyhow::Result<bool> {
+    fn print(
+        &self,
+        out: &mut impl std::io::Write,
+        bytes: &[u8],
+        clock: &mut Clock,
+    ) -> anyhow::Result<bool> {
         if bytes.len() < std::mem::size_of::<Event>() {
             return Ok(false);
         }
@@ -384,7 +530,7 @@ impl Printer<'_> {
             }
         }
         let bias = decode::load_bias(&event, &probe.sites);
-        let traced = &self.traced[probe.binary];
+        let target = &self.targets[probe.binary];
         let values: Vec<Value> = probe
             .shown
             .iter()
@@ -396,7 +542,7 @@ impl Printer<'_> {
                     &probe.spec.args[i],
                     shown,
                     self.args.string_size as usize,
-                    |address| traced.binary.go_type(address.wrapping_sub(bias)),
+                    |address| target.binary.go_type(address.wrapping_sub(bias)),
                 )
             })
             .collect();
@@ -405,7 +551,12 @@ impl Printer<'_> {
             .as_ref()
             .map(|f| events::message(f, &values))
             .unwrap_or_default();
-        let first = *self.first.get_or_insert(event.timestamp);
+        if let Some(filter) = self.msg_filter {
+            if !filter.is_match(&message) {
+                return Ok(false);
+            }
+        }
+        let first = *clock.first.get_or_insert(event.timestamp);
         let time = match self.time {
             TimeColumn::None => None,
             TimeColumn::Relative => {
@@ -414,7 +565,13 @@ impl Printer<'_> {
             TimeColumn::Wall => Some(format!("{:<8}", hms_now())),
         };
         let frames = if probe.spec.stack != 0 {
-            decode::frames(&event, bias, &traced.binary, &traced.module, !probe.in_body)
+            let module = target
+                .located
+                .display
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
+            decode::frames(&event, bias, &target.binary, module, !probe.in_body)
         } else {
             Vec::new()
         };
@@ -425,6 +582,8 @@ impl Printer<'_> {
                 "tid": event.tid,
                 "goid": event.goid,
                 "comm": comm,
+                "cpu": event.cpu,
+                "binary": target.located.display,
                 "func": probe.function,
                 "message": message,
                 "stack": frames,
@@ -434,6 +593,7 @@ impl Printer<'_> {
             events::write_event(
                 out,
                 time.as_deref(),
+                self.args.print_cpu.then_some(event.cpu),
                 (event.pid, event.tid, event.goid),
                 &comm,
                 &probe.function,
@@ -443,7 +603,7 @@ impl Printer<'_> {
                 writeln!(out, "        {frame}")?;
             }
         }
-        self.printed += 1;
-        Ok(self.args.max_events.is_some_and(|max| self.printed >= max))
+        clock.printed += 1;
+        Ok(self.args.max_events.is_some_and(|max| clock.printed >= max))
     }
 }

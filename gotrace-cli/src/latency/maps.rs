@@ -2,8 +2,11 @@
 //! [`Latency`] summed over CPUs, the calls still open, the anomalies.
 
 use anyhow::Context as _;
-use aya::maps::{HashMap, MapData, PerCpuArray};
-use gotrace_common::funclatency::{Latency, StartKey, EVENTS, EVENTS_MAP, LATENCY_MAP, STARTS_MAP};
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use gotrace_common::{
+    funclatency::{Latency, StartKey, BY_PROCESS_MAP, EVENTS, EVENTS_MAP, LATENCY_MAP, STARTS_MAP},
+    probe::ProcessKey,
+};
 
 use crate::output::histogram::Histogram;
 
@@ -12,10 +15,14 @@ pub struct Maps {
     latency: PerCpuArray<MapData, Latency>,
     events: PerCpuArray<MapData, u64>,
     starts: HashMap<MapData, StartKey, u64>,
+    /// With `--labels`.
+    by_process: Option<PerCpuHashMap<MapData, ProcessKey, Latency>>,
 }
 
 impl Maps {
-    pub fn new(ebpf: &mut aya::Ebpf) -> anyhow::Result<Self> {
+    /// Takes the maps out of `ebpf`; the per-process one too if
+    /// `by_process`.
+    pub fn new(ebpf: &mut aya::Ebpf, by_process: bool) -> anyhow::Result<Self> {
         let mut take = |name: &str| {
             ebpf.take_map(name)
                 .with_context(|| format!("map {name} missing from gotrace's object"))
@@ -24,7 +31,26 @@ impl Maps {
             latency: PerCpuArray::try_from(take(LATENCY_MAP)?)?,
             events: PerCpuArray::try_from(take(EVENTS_MAP)?)?,
             starts: HashMap::try_from(take(STARTS_MAP)?)?,
+            by_process: if by_process {
+                Some(PerCpuHashMap::try_from(take(BY_PROCESS_MAP)?)?)
+            } else {
+                None
+            },
         })
+    }
+
+    /// Each (row, process) pair's calls since tracing began, with
+    /// `--labels` (else none).
+    pub fn read_by_process(&self, divisor: u64) -> anyhow::Result<Vec<(ProcessKey, Histogram)>> {
+        let Some(map) = &self.by_process else {
+            return Ok(Vec::new());
+        };
+        map.iter()
+            .map(|entry| {
+                let (key, per_cpu) = entry.context("reading per-process latencies")?;
+                Ok((key, summed(&per_cpu, divisor)))
+            })
+            .collect()
     }
 
     /// Each row's calls since tracing began, summed over CPUs: one map
@@ -37,20 +63,7 @@ impl Maps {
                     .latency
                     .get(&row, 0)
                     .with_context(|| format!("reading the latencies of row {row}"))?;
-                let mut slots = vec![0u64; gotrace_common::funclatency::SLOTS];
-                let (mut total_ns, mut count) = (0u64, 0u64);
-                for cpu in per_cpu.iter() {
-                    for (sum, n) in slots.iter_mut().zip(cpu.slots) {
-                        *sum += n;
-                    }
-                    total_ns += cpu.total_ns;
-                    count += cpu.calls;
-                }
-                Ok(Histogram {
-                    slots,
-                    total: total_ns / divisor.max(1),
-                    count,
-                })
+                Ok(summed(&per_cpu, divisor))
             })
             .collect()
     }
@@ -79,5 +92,23 @@ impl Maps {
             *n += per_cpu.iter().map(|l| l.abandoned).sum::<u64>();
         }
         Ok(open)
+    }
+}
+
+/// One [`Latency`] summed over CPUs, its total in the unit of `divisor`.
+fn summed(per_cpu: &PerCpuValues<Latency>, divisor: u64) -> Histogram {
+    let mut slots = vec![0u64; gotrace_common::funclatency::SLOTS];
+    let (mut total_ns, mut count) = (0u64, 0u64);
+    for cpu in per_cpu.iter() {
+        for (sum, n) in slots.iter_mut().zip(cpu.slots) {
+            *sum += n;
+        }
+        total_ns += cpu.total_ns;
+        count += cpu.calls;
+    }
+    Histogram {
+        slots,
+        total: total_ns / divisor.max(1),
+        count,
     }
 }

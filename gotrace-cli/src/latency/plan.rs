@@ -197,7 +197,7 @@ fn keys_intact(binary: &Binary, entry: &Placement) -> Result<(), String> {
     Ok(())
 }
 
-/// The cookie of a probe of row `index`.
-pub fn cookie(index: usize, site: &Site) -> Cookie {
-    Cookie::at_site(index as u32, site.flags, site.adjust)
+/// The cookie of a probe of row `index`, with `flags` of its binary's.
+pub fn cookie(index: u32, site: &Site, flags: u32) -> Cookie {
+    Cookie::at_site(index, site.flags | flags, site.adjust)
 }

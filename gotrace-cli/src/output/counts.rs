@@ -1,4 +1,7 @@
 //! The `FUNC COUNT` table of funccount, in bcc's layout, and its JSON form.
+//! Runs over several binaries print a table per binary under a
+//! `binary = PATH` line, as bcc prints a histogram per disk under
+//! `disk = NAME`.
 
 use std::io::{self, Write};
 
@@ -6,6 +9,8 @@ use std::io::{self, Write};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Row<'a> {
     pub function: &'a str,
+    /// The binary it is in, as shown.
+    pub binary: &'a str,
     pub count: u64,
 }
 
@@ -15,16 +20,48 @@ const FUNC_WIDTH: usize = 36;
 
 /// Writes bcc funccount's table: a blank line, an optional `HH:MM:SS` line,
 /// the header, then functions with a non-zero count, fewest calls first
-/// (bcc's order; ties keep the order of `rows`).
+/// (bcc's order; ties keep the order of `rows`). With `sections`, a table
+/// per binary with calls (one empty table if none had any), each under
+/// its `binary = PATH` line.
 pub fn write_table(
     w: &mut impl Write,
     rows: &[Row<'_>],
     timestamp: Option<&str>,
+    sections: bool,
 ) -> io::Result<()> {
     writeln!(w)?;
     if let Some(timestamp) = timestamp {
         writeln!(w, "{timestamp:<8}")?;
     }
+    if !sections {
+        return write_rows(w, rows);
+    }
+    let mut binaries: Vec<&str> = Vec::new();
+    for row in rows.iter().filter(|r| r.count != 0) {
+        if !binaries.contains(&row.binary) {
+            binaries.push(row.binary);
+        }
+    }
+    if binaries.is_empty() {
+        return write_rows(w, &[]);
+    }
+    for (i, binary) in binaries.iter().enumerate() {
+        if i > 0 {
+            writeln!(w)?;
+        }
+        writeln!(w, "binary = {binary}")?;
+        let mine: Vec<Row<'_>> = rows
+            .iter()
+            .filter(|r| r.binary == *binary)
+            .cloned()
+            .collect();
+        write_rows(w, &mine)?;
+    }
+    Ok(())
+}
+
+/// The header and the rows with calls.
+fn write_rows(w: &mut impl Write, rows: &[Row<'_>]) -> io::Result<()> {
     let rows: Vec<&Row<'_>> = sorted(rows).collect();
     let width = rows
         .iter()
@@ -40,10 +77,10 @@ pub fn write_table(
 }
 
 /// Writes the same data as one JSON object on one line:
-/// `{"time":"12:00:00","counts":[{"func":"main.add","count":3}]}`.
+/// `{"time":"12:00:00","counts":[{"func":"main.add","binary":"/bin/app","count":3}]}`.
 pub fn write_json(w: &mut impl Write, rows: &[Row<'_>], timestamp: Option<&str>) -> io::Result<()> {
     let counts: Vec<_> = sorted(rows)
-        .map(|r| serde_json::json!({ "func": r.function, "count": r.count }))
+        .map(|r| serde_json::json!({ "func": r.function, "binary": r.binary, "count": r.count }))
         .collect();
     let mut object = serde_json::json!({ "counts": counts });
     if let Some(timestamp) = timestamp {
@@ -66,18 +103,22 @@ mod tests {
         vec![
             Row {
                 function: "fmt.Fprintln",
+                binary: "/bin/a",
                 count: 2,
             },
             Row {
                 function: "main.unused",
+                binary: "/bin/a",
                 count: 0,
             },
             Row {
                 function: "fmt.(*pp).doPrintln",
+                binary: "/bin/a",
                 count: 1,
             },
             Row {
                 function: "main.add",
+                binary: "/bin/a",
                 count: 300000,
             },
         ]
@@ -86,7 +127,7 @@ mod tests {
     #[test]
     fn table_matches_bcc_layout() {
         let mut out = Vec::new();
-        write_table(&mut out, &rows(), None).unwrap();
+        write_table(&mut out, &rows(), None, false).unwrap();
         let expected = "\n\
 FUNC                                    COUNT\n\
 fmt.(*pp).doPrintln                         1\n\
@@ -101,15 +142,17 @@ main.add                               300000\n";
         let rows = [
             Row {
                 function: long,
+                binary: "/bin/a",
                 count: 55,
             },
             Row {
                 function: "main.add",
+                binary: "/bin/a",
                 count: 300000,
             },
         ];
         let mut out = Vec::new();
-        write_table(&mut out, &rows, None).unwrap();
+        write_table(&mut out, &rows, None, false).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().skip(1).collect();
         // Every count ends in the same column.
@@ -120,7 +163,7 @@ main.add                               300000\n";
     #[test]
     fn table_with_timestamp_and_no_rows() {
         let mut out = Vec::new();
-        write_table(&mut out, &[], Some("12:34:56")).unwrap();
+        write_table(&mut out, &[], Some("12:34:56"), false).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "\n12:34:56\nFUNC                                    COUNT\n"
@@ -138,5 +181,42 @@ main.add                               300000\n";
         assert_eq!(value["counts"][0]["func"], "fmt.(*pp).doPrintln");
         assert_eq!(value["counts"][2]["count"], 300000);
         assert_eq!(value["counts"].as_array().unwrap().len(), 3);
+        assert_eq!(value["counts"][0]["binary"], "/bin/a");
+    }
+
+    #[test]
+    fn sections_per_binary() {
+        let row = |function, binary, count| Row {
+            function,
+            binary,
+            count,
+        };
+        // The same function in two binaries: two rows, never one.
+        let rows = [
+            row("main.add", "/bin/a", 3),
+            row("main.add", "/bin/b", 5),
+            row("main.sub", "/bin/a", 0),
+            row("main.sub", "/bin/c", 0),
+        ];
+        let mut out = Vec::new();
+        write_table(&mut out, &rows, None, true).unwrap();
+        let expected = "
+binary = /bin/a
+FUNC                                    COUNT
+main.add                                    3
+
+binary = /bin/b
+FUNC                                    COUNT
+main.add                                    5
+";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+        let mut out = Vec::new();
+        write_table(&mut out, &rows[2..], None, true).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "
+FUNC                                    COUNT
+"
+        );
     }
 }

@@ -56,12 +56,15 @@ pub enum TimeColumn {
     Wall,
 }
 
-/// The header line.
-pub fn write_header(w: &mut impl Write, time: TimeColumn) -> io::Result<()> {
+/// The header line; `cpu` adds bcc's CPU column (`-C`).
+pub fn write_header(w: &mut impl Write, time: TimeColumn, cpu: bool) -> io::Result<()> {
     match time {
         TimeColumn::None => {}
         TimeColumn::Relative => write!(w, "{:<14} ", "TIME")?,
         TimeColumn::Wall => write!(w, "{:<8} ", "TIME")?,
+    }
+    if cpu {
+        write!(w, "{:<3} ", "CPU")?;
     }
     writeln!(
         w,
@@ -70,10 +73,12 @@ pub fn write_header(w: &mut impl Write, time: TimeColumn) -> io::Result<()> {
     )
 }
 
-/// One event line. `time` is the rendered time column, if any.
+/// One event line. `time` is the rendered time column, if any; `cpu` the
+/// CPU column's value, if shown.
 pub fn write_event(
     w: &mut impl Write,
     time: Option<&str>,
+    cpu: Option<u16>,
     ids: (u32, u32, u64),
     comm: &str,
     function: &str,
@@ -81,6 +86,9 @@ pub fn write_event(
 ) -> io::Result<()> {
     if let Some(time) = time {
         write!(w, "{time} ")?;
+    }
+    if let Some(cpu) = cpu {
+        write!(w, "{cpu:<3} ")?;
     }
     let (pid, tid, goid) = ids;
     writeln!(
@@ -170,9 +178,10 @@ mod tests {
     #[test]
     fn line_layout() {
         let mut out = Vec::new();
-        write_header(&mut out, TimeColumn::None).unwrap();
+        write_header(&mut out, TimeColumn::None, false).unwrap();
         write_event(
             &mut out,
+            None,
             None,
             (14390, 14390, 1),
             "functions",
@@ -184,6 +193,23 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "PID     TID     GOID    COMM            FUNC             -\n\
              14390   14390   1       functions       main.add         42 13\n"
+        );
+        let mut out = Vec::new();
+        write_header(&mut out, TimeColumn::Wall, true).unwrap();
+        write_event(
+            &mut out,
+            Some("12:00:00"),
+            Some(1),
+            (7, 8, 9),
+            "app",
+            "main.f",
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "TIME     CPU PID     TID     GOID    COMM            FUNC             -\n\
+             12:00:00 1   7       8       9       app             main.f           \n"
         );
     }
 }

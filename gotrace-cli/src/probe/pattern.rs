@@ -65,13 +65,7 @@ impl Pattern {
         };
         let matcher = Regex::new(&source).map_err(|e| PatternError::BadRegex {
             pattern: func.to_owned(),
-            message: e
-                .to_string()
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
+            message: regex_error(&e),
         })?;
         Ok(Self {
             path: path.map(str::to_owned),
@@ -120,7 +114,20 @@ fn is_symbol_prefix(part: &str) -> bool {
     part == "type"
 }
 
-fn glob_to_regex(glob: &str) -> String {
+/// The last line of a regex error (`unclosed group`): its others draw the
+/// pattern with a caret, which a one-line error cannot hold.
+pub(crate) fn regex_error(error: &regex::Error) -> String {
+    error
+        .to_string()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
+pub(crate) fn glob_to_regex(glob: &str) -> String {
     let mut source = String::with_capacity(glob.len() * 2 + 2);
     source.push('^');
     for c in glob.chars() {

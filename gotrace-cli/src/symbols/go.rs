@@ -271,7 +271,9 @@ pub fn abi(toolchain: Toolchain, go_version: Option<&str>) -> Option<Abi> {
 /// both); the fields before `goid` did not change in between for amd64.
 pub(super) fn goid_offset_for(go_version: &str) -> Option<u64> {
     let minor = go_minor(go_version)?;
-    (17..=27).contains(&minor).then_some(152)
+    (17..=27)
+        .contains(&minor)
+        .then_some(super::DEFAULT_GOID_OFFSET)
 }
 
 fn go_minor(go_version: &str) -> Option<u32> {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
-use crate::target::Process;
+use crate::process::Process;
 
 /// Directories searched for a library named without a path (`go:` is
 /// libgo), as the dynamic linker's default search path on Debian amd64.
@@ -121,7 +121,14 @@ fn library_name_matches(file: &str, name: &str) -> bool {
 /// `go`, `libgo` or `libgo.so` -> the newest `libgo.so*` in the standard
 /// directories (the versioned file is what programs map).
 fn find_library(name: &str) -> Option<PathBuf> {
+    find_library_under(Path::new("/"), name)
+}
+
+/// [`find_library`] in the filesystem whose root is `root` (a process's
+/// `/proc/PID/root`).
+pub fn find_library_under(root: &Path, name: &str) -> Option<PathBuf> {
     LIBRARY_DIRS.iter().find_map(|dir| {
+        let dir = root.join(dir.trim_start_matches('/'));
         let mut candidates: Vec<PathBuf> = std::fs::read_dir(dir)
             .ok()?
             .filter_map(|e| e.ok())

@@ -30,7 +30,7 @@ use crate::arch::Arch;
 use image::{Image, Segment};
 
 pub use go::{abi, Abi, Toolchain};
-pub use locate::{locate, Located};
+pub use locate::{find_library_under, locate, Located};
 
 /// One function of a binary that a probe can be attached to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,20 +137,50 @@ pub struct Facts {
     pub position_independent: bool,
 }
 
+/// Where `goid` sits in `runtime.g` in every gc release gotrace knows
+/// (Go 1.17 to 1.27, amd64).
+pub const DEFAULT_GOID_OFFSET: u64 = 152;
+
+/// Which Go toolchain built the file at `path` (`None`: no Go toolchain),
+/// from its section names and symbols only: far cheaper than
+/// [`Binary::open`], for looking at every executable of a host.
+pub fn toolchain_of(path: &Path) -> Result<Option<Toolchain>, SymbolError> {
+    let io = |source| SymbolError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    // SAFETY: read-only, and only for the duration of this look.
+    let data = unsafe { Mmap::map(&file) }.map_err(io)?;
+    let object = object::File::parse(&*data).map_err(|_| SymbolError::NotElf {
+        path: path.to_owned(),
+    })?;
+    Ok(go::detect(&object))
+}
+
 impl Binary {
     /// Maps `path` (not copied) and reads its function table.
     pub fn open(path: &Path) -> Result<Self, SymbolError> {
+        let file = File::open(path).map_err(|source| SymbolError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::open_file(&file, path)
+    }
+
+    /// Maps the open `file` and reads its function table; `path` names it
+    /// in errors.
+    pub fn open_file(file: &File, path: &Path) -> Result<Self, SymbolError> {
         let io = |source| SymbolError::Io {
             path: path.to_owned(),
             source,
         };
-        let file = File::open(path).map_err(io)?;
         if file.metadata().map_err(io)?.is_dir() {
             return Err(io(std::io::Error::from(std::io::ErrorKind::IsADirectory)));
         }
         // SAFETY: the mapping is read-only; a binary rewritten under us while
         // tracing is already undefined for uprobes themselves.
-        let data = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let data = unsafe { Mmap::map(file) }.map_err(io)?;
         Self::from_bytes(Bytes::Mapped(data), path)
     }
 

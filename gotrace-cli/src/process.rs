@@ -1,4 +1,5 @@
-//! The process named by `-p PID`.
+//! Processes as `/proc` shows them: the ones `-p` names, and every one a
+//! host-wide run looks at.
 
 use std::{
     num::NonZeroU32,
@@ -27,8 +28,54 @@ impl Process {
         Ok(Self { pid })
     }
 
+    /// A process seen in a `/proc` listing or an exec event, which may
+    /// have exited since.
+    pub fn seen(pid: NonZeroU32) -> Self {
+        Self { pid }
+    }
+
+    /// Every process now running, in PID order, kernel threads included.
+    pub fn all() -> anyhow::Result<Vec<Self>> {
+        let mut all: Vec<Self> = std::fs::read_dir("/proc")
+            .context("listing /proc")?
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter_map(NonZeroU32::new)
+            .map(Self::seen)
+            .collect();
+        all.sort_by_key(|p| p.pid);
+        Ok(all)
+    }
+
     pub fn pid(self) -> NonZeroU32 {
         self.pid
+    }
+
+    /// Its name (`/proc/PID/comm`, at most 15 bytes), or `None` once it
+    /// has exited.
+    pub fn comm(self) -> Option<String> {
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.pid)).ok()?;
+        Some(comm.trim_end_matches('\n').to_owned())
+    }
+
+    /// Its cgroup in the v2 hierarchy, as a path from the hierarchy's root
+    /// (`/system.slice/app.service`), from `/proc/PID/cgroup`.
+    pub fn cgroup(self) -> Option<String> {
+        let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", self.pid)).ok()?;
+        cgroups
+            .lines()
+            .find_map(|line| line.strip_prefix("0::"))
+            .map(str::to_owned)
+    }
+
+    /// Whether it sees another filesystem than gotrace (a container): its
+    /// mount namespace differs from ours.
+    pub fn in_other_mount_namespace(self) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let namespace = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/mnt")).ok();
+        match (namespace(&self.pid.to_string()), namespace("self")) {
+            (Some(theirs), Some(ours)) => (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()),
+            _ => false,
+        }
     }
 
     /// The executable as the kernel sees it: `/proc/PID/exe` resolves to the
