@@ -8,6 +8,7 @@
 pub mod abi;
 pub mod arch;
 pub mod attach;
+pub mod budget;
 pub mod cmd;
 pub mod ebpf;
 pub mod exporter;

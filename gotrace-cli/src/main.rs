@@ -27,6 +27,9 @@ enum Command {
     Trace(cmd::trace::Args),
     /// Show the compiler, Go version, ABI and symbols of a binary.
     Info(cmd::info::Args),
+    /// The helper process `--budget` measures probe costs with.
+    #[command(hide = true)]
+    CalibrationTarget { calls: u64 },
 }
 
 /// Exit status of a command line clap cannot parse (its own convention).
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Funclatency(args) => cmd::funclatency::run(args),
         Command::Info(args) => cmd::info::run(args),
         Command::Trace(args) => cmd::trace::run(args),
+        Command::CalibrationTarget { calls } => gotrace_cli::budget::calibrate::target(calls),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

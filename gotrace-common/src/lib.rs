@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod arch;
+pub mod budget;
 pub mod funccount;
 pub mod funclatency;
 pub mod host;
@@ -18,7 +19,7 @@ pub mod trace;
 /// and what the integration tests look for in the kernel once gotrace has
 /// ended.
 pub mod names {
-    use crate::{funccount, funclatency, host, probe, trace};
+    use crate::{budget, funccount, funclatency, host, probe, trace};
 
     /// The programs.
     pub const PROGRAMS: [&str; 5] = [
@@ -30,7 +31,9 @@ pub mod names {
     ];
 
     /// The maps.
-    pub const MAPS: [&str; 13] = [
+    pub const MAPS: [&str; 15] = [
+        budget::HITS_MAP,
+        budget::ROW_STATE_MAP,
         probe::PROCESS_NAMES_MAP,
         funccount::COUNTS_MAP,
         funccount::BY_PROCESS_MAP,

@@ -47,6 +47,15 @@ impl Cookie {
     /// may time gc and gccgo programs alike.
     pub const FLAG_KEY_BY_STACK_POINTER: u32 = 1 << 4;
 
+    /// The kernel single-steps the probed instruction (an emulated one is
+    /// far cheaper): which of the row's hit counters the hit goes to (see
+    /// `crate::budget::HITS_MAP`).
+    pub const FLAG_SINGLE_STEPPED: u32 = 1 << 5;
+
+    /// The probe belongs to its binary's odd generation of links (see
+    /// `crate::budget`): its hits count only while the row's state says so.
+    pub const FLAG_GENERATION: u32 = 1 << 6;
+
     /// Packs a function index and flags (16 bits) into a cookie.
     pub const fn new(function: u32, flags: u32) -> Self {
         Self::at_site(function, flags, 0)

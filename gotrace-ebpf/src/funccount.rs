@@ -29,7 +29,7 @@ static FUNCCOUNT_BY_PROCESS: PerCpuHashMap<ProcessKey, u64> =
 pub fn funccount(ctx: ProbeContext) -> u32 {
     // SAFETY: the helper only reads the attach cookie of the running program.
     let cookie = Cookie(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) });
-    if !entry::is_call(&ctx, cookie) || !crate::scope::keeps() {
+    if !crate::budget::admit(cookie) || !entry::is_call(&ctx, cookie) || !crate::scope::keeps() {
         return 0;
     }
     if let Some(count) = FUNCCOUNT_COUNTS.get_ptr_mut(cookie.function()) {

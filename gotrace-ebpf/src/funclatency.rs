@@ -55,7 +55,7 @@ static NESTING_LEVEL: u64 = 0;
 pub fn funclatency_entry(ctx: ProbeContext) -> u32 {
     let cookie = cookie(&ctx);
     // Returns need no scope check: a call out of scope has no start.
-    if !entry::is_call(&ctx, cookie) || !crate::scope::keeps() {
+    if !crate::budget::admit(cookie) || !entry::is_call(&ctx, cookie) || !crate::scope::keeps() {
         return 0;
     }
     // SAFETY: reads the monotonic clock; no arguments.
@@ -88,6 +88,9 @@ pub fn funclatency_return(ctx: ProbeContext) -> u32 {
     // SAFETY: reads the monotonic clock; no arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let cookie = cookie(&ctx);
+    if !crate::budget::admit(cookie) {
+        return 0;
+    }
     let Some(key) = start_key(&ctx, cookie) else {
         return 0;
     };

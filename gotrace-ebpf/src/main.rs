@@ -2,6 +2,7 @@
 #![no_main]
 
 mod arch;
+mod budget;
 mod entry;
 mod exec;
 mod funccount;

@@ -49,7 +49,10 @@ pub fn trace(ctx: ProbeContext) -> u32 {
     let Some(spec) = TRACE_PROBES.get(cookie.function()) else {
         return 0;
     };
-    if !crate::entry::is_call(&ctx, cookie) || !crate::scope::keeps() {
+    if !crate::budget::admit(cookie)
+        || !crate::entry::is_call(&ctx, cookie)
+        || !crate::scope::keeps()
+    {
         return 0;
     }
     let pid_tgid = bpf_get_current_pid_tgid();

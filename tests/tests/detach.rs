@@ -91,8 +91,8 @@ fn error_half_way_through_attaching() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    // Notes first (what cannot be probed, that attaching goes one by
-    // one), then the error, one line.
+    // Notes first (what cannot be probed, the default budget, that
+    // attaching goes one by one), then the error, one line.
     let lines: Vec<&str> = stderr.lines().collect();
     let (error, notes) = lines.split_last().expect("an error");
     assert!(error.contains("Too many open files"), "{stderr}");
@@ -103,6 +103,7 @@ fn error_half_way_through_attaching() {
     assert!(
         notes.iter().all(|l| l.starts_with("gotrace: not counting")
             || l.contains("inlined everywhere")
+            || l.contains("overhead budget")
             || l.contains("probes one by one")),
         "{stderr}"
     );

@@ -103,7 +103,7 @@ fn bad_inputs() {
 
 /// The other tools' inputs: funclatency's options and functions it cannot
 /// time, info's paths, trace's options and malformed probes. Together with
-/// `bad_inputs` (21) and trace.rs's `bad_probes` (13), 62 inputs.
+/// `bad_inputs` (21) and trace.rs's `bad_probes` (13), 65 inputs.
 #[test]
 fn bad_inputs_of_the_other_tools() {
     let args = Fixture::build("args", Go::Go127);
@@ -167,6 +167,28 @@ fn bad_inputs_of_the_other_tools() {
             vec!["--duration", "positive"],
         ),
         (vec!["funclatency".into()], vec!["PATTERN"]),
+        (
+            vec![
+                "funccount".into(),
+                "--budget".into(),
+                "-5".into(),
+                probe("main.add"),
+            ],
+            vec!["--budget", "positive percentage"],
+        ),
+        (
+            vec![
+                "funclatency".into(),
+                "--budget".into(),
+                "lots".into(),
+                probe("main.add"),
+            ],
+            vec!["--budget", "\"lots\"", "or `off`"],
+        ),
+        (
+            vec!["trace".into(), "--budget=0".into(), probe("main.add")],
+            vec!["--budget", "positive percentage"],
+        ),
         (
             vec!["info".into(), "/nonexistent".into()],
             vec!["/nonexistent", "no such file"],

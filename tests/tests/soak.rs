@@ -14,7 +14,13 @@ fn soak(go: Go) {
     let untraced = soak.run(&["1"]);
     assert!(untraced.starts_with("soak ok:"), "{untraced}");
 
-    let counting = Tracer::start(&["funccount", "-r", &soak.pattern(r"(main|runtime)\..*")]);
+    let counting = Tracer::start(&[
+        "funccount",
+        "--budget",
+        "off",
+        "-r",
+        &soak.pattern(r"(main|runtime)\..*"),
+    ]);
     let timing = Tracer::start(&["funclatency", "-u", &soak.pattern("main.deep")]);
     let tracing = Tracer::start(&[
         "trace",

@@ -21,6 +21,7 @@ use crate::{
     util::{output, root, run},
 };
 
+mod budget;
 mod host;
 mod server;
 
@@ -50,6 +51,24 @@ pub fn bench() -> anyhow::Result<()> {
         &dir.join("counter"),
     )?;
     let big = go_build(&go.go127, &root().join("bench/big"), &dir.join("big"))?;
+
+    // Sections that stand alone (the server's, the host's, the budget's) can be run by
+    // themselves while working on them; the report is then only printed.
+    if let Ok(only) = std::env::var("GOTRACE_BENCH_SECTIONS") {
+        let mut report = String::new();
+        for section in only.split(',') {
+            report += &match section {
+                "server" => server::section(&gotrace, &dir)?,
+                "host" => host::section(&gotrace, &go, &dir)?,
+                "budget" => budget::section(&gotrace, &go, &dir)?,
+                other => {
+                    bail!("GOTRACE_BENCH_SECTIONS: no section {other:?} (server, host, budget)")
+                }
+            };
+        }
+        println!("{report}");
+        return Ok(());
+    }
 
     let mut report = String::new();
     let machine = format!(
@@ -365,6 +384,9 @@ pub fn bench() -> anyhow::Result<()> {
 
     // 7. Every Go program of the host.
     report += &host::section(&gotrace, &go, &dir)?;
+
+    // 8. The overhead budget.
+    report += &budget::section(&gotrace, &go, &dir)?;
 
     std::fs::create_dir_all(root().join("bench"))?;
     std::fs::write(root().join("bench/results.md"), &report)?;

@@ -19,6 +19,7 @@
 mod multi;
 mod perf;
 pub mod placement;
+pub(crate) use perf::raise_fd_limit;
 
 use std::{
     collections::HashMap,
@@ -147,6 +148,8 @@ pub struct Attacher {
     /// The object's programs loaded for uprobe_multi links, by name.
     multi_programs: HashMap<String, OwnedFd>,
     stop: Stop,
+    /// How far attaching the current binary one by one got.
+    progress: Option<perf::Progress>,
 }
 
 /// More refused sites than this in one link is no longer a site's
@@ -167,7 +170,15 @@ impl Attacher {
             no_multi,
             multi_programs: HashMap::new(),
             stop,
+            progress: None,
         }
+    }
+
+    /// Says that the next attaches, up to the next call, make one
+    /// binary's `sites` probes, so that attaching them one by one reports
+    /// on all of them at once.
+    pub fn expect(&mut self, sites: usize) {
+        self.progress = self.no_multi.is_some().then(|| perf::Progress::new(sites));
     }
 
     /// Why uprobe_multi links are not used, when they are not.
@@ -210,7 +221,13 @@ impl Attacher {
         }
         let multi_error = match self.attach_multi(ebpf, request) {
             Ok(link) => return Ok(link),
-            Err(err) if self.choice == Choice::Multi || err.is::<Interrupted>() => return Err(err),
+            Err(err)
+                if self.choice == Choice::Multi
+                    || err.is::<Interrupted>()
+                    || process_gone(&err) =>
+            {
+                return Err(err)
+            }
             Err(err) => err,
         };
         // The kernel has uprobe_multi links but would not make this one for
@@ -237,6 +254,7 @@ impl Attacher {
             request.sites,
             request.scope,
             &self.stop,
+            self.progress.as_mut(),
         )?;
         Ok(Link {
             method: Method::PerfEvent,
@@ -320,6 +338,80 @@ impl Attacher {
     }
 }
 
+/// Detaches `links` together: closing a uprobe_multi link waits for an
+/// RCU grace period (40-90 ms each measured on 6.18, while the target
+/// runs), so the hundreds of links of a budget's chunks, closed one after
+/// the other, took seconds. Perf events go to one helper process (see
+/// `perf`).
+pub fn release(links: Vec<Link>) {
+    let mut fds = Vec::new();
+    // Perf events together, so that one helper process releases them all.
+    let mut perf = perf::Links::default();
+    for mut link in links {
+        fds.append(&mut link._multi);
+        perf.append(&mut link._perf);
+    }
+    close_in_parallel(fds);
+    drop(perf);
+}
+
+/// Threads that close links at once (see [`close_in_parallel`]).
+const CLOSING_THREADS: usize = 64;
+
+/// Closes `fds` from many threads at once: closing a link waits for a
+/// grace period outside any lock (6.13+), and waits that overlap share it.
+pub(crate) fn close_in_parallel(fds: Vec<OwnedFd>) {
+    let per_thread = fds.len().div_ceil(CLOSING_THREADS).max(1);
+    let mut fds = fds.into_iter();
+    std::thread::scope(|scope| loop {
+        let chunk: Vec<OwnedFd> = fds.by_ref().take(per_thread).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        // A thread that cannot start leaves its chunk to this one.
+        let _ = std::thread::Builder::new().spawn_scoped(scope, move || drop(chunk));
+    });
+}
+
+/// What the kernel says one program has cost so far, while BPF run-time
+/// statistics are on (`aya::sys::enable_stats`; zero otherwise).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunTime {
+    pub nanoseconds: u64,
+    pub runs: u64,
+}
+
+impl Attacher {
+    /// The run time of `program` as loaded for the method in use, from its
+    /// descriptor's fdinfo (where the kernel shows `run_time_ns` and
+    /// `run_cnt`: the same for programs aya loaded and gotrace's own).
+    pub fn run_time(&mut self, ebpf: &mut Ebpf, program: &str) -> anyhow::Result<RunTime> {
+        use std::os::fd::AsRawFd as _;
+        let fd = if self.no_multi.is_none() {
+            self.multi_program(ebpf, program)?.as_raw_fd()
+        } else {
+            aya_program(ebpf, program)?.as_fd().as_raw_fd()
+        };
+        let path = format!("/proc/self/fdinfo/{fd}");
+        let info = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        Ok(run_time_of(&info))
+    }
+}
+
+/// `run_time_ns` and `run_cnt` of a BPF program's fdinfo.
+fn run_time_of(fdinfo: &str) -> RunTime {
+    let field = |name: &str| {
+        fdinfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    RunTime {
+        nanoseconds: field("run_time_ns:"),
+        runs: field("run_cnt:"),
+    }
+}
+
 /// `name` as aya loads it (once), probing which BTF features an older
 /// kernel has, for per-site probes (see `perf`).
 fn aya_program<'e>(ebpf: &'e mut Ebpf, name: &str) -> anyhow::Result<&'e aya::programs::ProgramFd> {
@@ -338,10 +430,44 @@ fn aya_program<'e>(ebpf: &'e mut Ebpf, name: &str) -> anyhow::Result<&'e aya::pr
         .with_context(|| format!("eBPF program {name} is not loaded"))
 }
 
+/// Whether `err` is the kernel saying the process probes were scoped to
+/// is gone: no other method can attach to it either.
+pub fn process_gone(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            == Some(libc::ESRCH)
+    })
+}
+
 /// Errors the kernel gives for one site it will not probe: an instruction
 /// it refuses (ENOTSUPP, ENOEXEC), or a uprobe of another tool already on
 /// the instruction with another reference counter (EINVAL).
 fn is_site_errno(errno: i32) -> bool {
     const ENOTSUPP: i32 = 524;
     matches!(errno, ENOTSUPP | libc::ENOEXEC | libc::EINVAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_time_from_fdinfo() {
+        // funccount's program under --budget, read on 6.18.
+        let fdinfo = "pos:\t0\nflags:\t02000002\nmnt_id:\t17\nino:\t1038\n\
+                      prog_type:\t2\nprog_jited:\t1\nprog_tag:\t4a8ba11ef6d769d0\n\
+                      memlock:\t4096\nprog_id:\t459\nrun_time_ns:\t25269013\n\
+                      run_cnt:\t295057\nrecursion_misses:\t0\nverified_insns:\t91\n";
+        assert_eq!(
+            run_time_of(fdinfo),
+            RunTime {
+                nanoseconds: 25_269_013,
+                runs: 295_057
+            }
+        );
+        // Before 5.1 there are no such fields: nothing is known to cost.
+        assert_eq!(run_time_of("prog_type:\t2\n"), RunTime::default());
+    }
 }

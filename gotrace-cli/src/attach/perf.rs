@@ -61,6 +61,11 @@ impl Links {
     pub fn len(&self) -> usize {
         self.0.len()
     }
+
+    /// Moves `other`'s probes into these.
+    pub fn append(&mut self, other: &mut Links) {
+        self.0.append(&mut other.0);
+    }
 }
 
 impl Drop for Links {
@@ -71,27 +76,9 @@ impl Drop for Links {
         }
         let (links, events): (Vec<OwnedFd>, Vec<OwnedFd>) =
             probes.into_iter().map(|p| (p.link, p.event)).unzip();
-        close_in_parallel(links);
+        super::close_in_parallel(links);
         release_in_helper(events);
     }
-}
-
-/// Threads that close links at once (see [`close_in_parallel`]).
-const CLOSING_THREADS: usize = 64;
-
-/// Closes `fds` from many threads at once: closing a link waits for a
-/// grace period outside any lock (6.13+), and waits that overlap share it.
-fn close_in_parallel(fds: Vec<OwnedFd>) {
-    let per_thread = fds.len().div_ceil(CLOSING_THREADS).max(1);
-    let mut fds = fds.into_iter();
-    std::thread::scope(|scope| loop {
-        let chunk: Vec<OwnedFd> = fds.by_ref().take(per_thread).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        // A thread that cannot start leaves its chunk to this one.
-        let _ = std::thread::Builder::new().spawn_scoped(scope, move || drop(chunk));
-    });
 }
 
 /// Closes `events` in a helper process, which outlives gotrace if need be;
@@ -149,10 +136,48 @@ unsafe fn detach_helper(events: &[RawFd]) -> ! {
     }
 }
 
+/// How far attaching one by one got, over the calls of [`attach`] that
+/// make one binary's probes (a budget attaches them in chunks): says what
+/// it is doing when there are [`MANY`] sites, and how far it got every
+/// [`PROGRESS_EVERY`].
+pub struct Progress {
+    done: usize,
+    total: usize,
+    said: Instant,
+}
+
+impl Progress {
+    pub fn new(total: usize) -> Progress {
+        if total >= MANY {
+            eprintln!(
+                "gotrace: attaching {total} probes one by one; the kernel releases such probes \
+                 one at a time (about 0.1 s each on 6.18), in a gotrace-detach process after \
+                 gotrace ends"
+            );
+        }
+        Progress {
+            done: 0,
+            total,
+            said: Instant::now(),
+        }
+    }
+
+    fn tick(&mut self) {
+        if self.total >= MANY && self.said.elapsed() >= PROGRESS_EVERY {
+            eprintln!(
+                "gotrace: attached {} of {} probes one by one (no uprobe_multi links here)",
+                self.done, self.total
+            );
+            self.said = Instant::now();
+        }
+        self.done += 1;
+    }
+}
+
 /// Attaches `program` at every site, one perf event each, checking `stop`
-/// between sites and saying how far it got every few seconds when there
-/// are many. Sites the kernel refuses are dropped and reported; any other
-/// error ends the attach, detaching what was attached.
+/// between sites and telling `progress` (its own when `None`). Sites the
+/// kernel refuses are dropped and reported; any other error ends the
+/// attach, detaching what was attached.
 pub fn attach(
     program: BorrowedFd<'_>,
     target: &Path,
@@ -160,21 +185,19 @@ pub fn attach(
     sites: &[Site],
     scope: Scope,
     stop: &Stop,
+    progress: Option<&mut Progress>,
 ) -> anyhow::Result<(Links, Vec<Dropped>)> {
-    raise_fd_limit(sites.len());
+    raise_fd_limit(2 * sites.len());
     let pmu = uprobe_pmu()?;
     let path = CString::new(target.as_os_str().as_bytes())
         .with_context(|| format!("{shown} contains a NUL byte"))?;
-    if sites.len() >= MANY {
-        eprintln!(
-            "gotrace: attaching {} probes one by one; the kernel releases such probes one at a \
-             time (about 0.1 s each on 6.18), in a gotrace-detach process after gotrace ends",
-            sites.len()
-        );
-    }
+    let mut own = None;
+    let progress = match progress {
+        Some(progress) => progress,
+        None => own.insert(Progress::new(sites.len())),
+    };
     let mut links = Links::default();
     let mut dropped = Vec::new();
-    let mut said = Instant::now();
     for (i, site) in sites.iter().enumerate() {
         if stop.requested() {
             return Err(Interrupted {
@@ -183,13 +206,7 @@ pub fn attach(
             }
             .into());
         }
-        if said.elapsed() >= PROGRESS_EVERY {
-            eprintln!(
-                "gotrace: attached {i} of {} probes one by one (no uprobe_multi links here)",
-                sites.len()
-            );
-            said = Instant::now();
-        }
+        progress.tick();
         let probe = open_event(pmu, &path, site.file_offset, scope).and_then(|event| {
             let link = link_event(program, &event, site.cookie)?;
             Ok(Probe { link, event })
@@ -265,10 +282,11 @@ fn link_event(program: BorrowedFd<'_>, event: &OwnedFd, cookie: u64) -> io::Resu
     super::multi::bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr)
 }
 
-/// Each perf-event uprobe holds two descriptors (event and link); the usual
-/// soft limit of 1024 would stop us at ~500 probes, so raise it to the hard
-/// limit. Failing to raise is not an error: the attach then says EMFILE.
-fn raise_fd_limit(probes: usize) {
+/// Each perf-event uprobe holds two descriptors (event and link), and a
+/// budget splits links into chunks; the usual soft limit of 1024 would
+/// stop us at ~500 probes, so raise it to the hard limit when needed.
+/// Failing to raise is not an error: the attach then says EMFILE.
+pub(crate) fn raise_fd_limit(descriptors: usize) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -276,7 +294,7 @@ fn raise_fd_limit(probes: usize) {
     // SAFETY: plain syscalls on a local struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
-            && limit.rlim_cur < (2 * probes + 64) as libc::rlim_t
+            && limit.rlim_cur < (descriptors + 64) as libc::rlim_t
         {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);

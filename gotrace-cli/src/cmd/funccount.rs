@@ -15,7 +15,7 @@ use super::{
     note_end, parse_seconds, print_banner,
     select::{self, Selected},
     session::{self, Plan, Session, Target, Tool, Where},
-    Export, ProbeSite, Selectors,
+    Export, Overhead, ProbeSite, Selectors,
 };
 use crate::{
     attach::{self, placement, Attacher},
@@ -42,6 +42,8 @@ pub struct Args {
     selectors: Selectors,
     #[command(flatten)]
     export: Export,
+    #[command(flatten)]
+    overhead: Overhead,
     /// Print counts every SECS seconds (and start counting anew).
     #[arg(short, long, value_name = "SECS", value_parser = parse_seconds)]
     interval: Option<Duration>,
@@ -152,6 +154,12 @@ impl Tool for Funccount {
         Ok(())
     }
 
+    fn row_name(&self, row: u32) -> String {
+        self.rows
+            .get(row as usize)
+            .map_or_else(|| format!("row {row}"), |r| r.label.clone())
+    }
+
     fn accept(&mut self, target: usize, _first: u32, rows: Rows) -> anyhow::Result<()> {
         self.rows
             .extend(rows.labels.into_iter().map(|(label, function)| Row {
@@ -244,6 +252,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut session = Session::open(tool, at, scope, args.verbose)?;
     privilege::check()?;
+    session.set_budget(args.overhead.budget)?;
 
     event_loop()?.block_on(async {
         let mut lifetime =
@@ -305,10 +314,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .rows
                 .iter()
                 .zip(totals.iter().zip(&previous))
-                .map(|(row, (now, before))| counts::Row {
+                .enumerate()
+                .map(|(i, (row, (now, before)))| counts::Row {
                     function: &row.label,
                     binary: &targets[row.binary].located.display,
                     count: now - before,
+                    // Nothing counts once it is detached: its total is
+                    // what it counted until then.
+                    detached_after: session.detached(i as u32).map(|_| *now),
                 })
                 .collect();
             let timestamp = args.timestamp.then(hms_now);

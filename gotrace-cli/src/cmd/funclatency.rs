@@ -29,7 +29,7 @@ use super::{
     lifetime::{Event, Lifetime},
     note_end, parse_seconds, print_banner, select,
     session::{self, Plan, Session, Target, Tool, Where},
-    Export, ProbeSite, Selectors,
+    Export, Overhead, ProbeSite, Selectors,
 };
 use crate::{
     attach::{self, Attacher},
@@ -64,6 +64,8 @@ pub struct Args {
     selectors: Selectors,
     #[command(flatten)]
     export: Export,
+    #[command(flatten)]
+    overhead: Overhead,
     /// Print histograms every SECS seconds (each with that interval's calls).
     #[arg(short, long, value_name = "SECS", value_parser = parse_seconds)]
     interval: Option<Duration>,
@@ -227,6 +229,12 @@ impl Tool for Funclatency {
         Ok(())
     }
 
+    fn row_name(&self, row: u32) -> String {
+        self.rows
+            .get(row as usize)
+            .map_or_else(|| format!("row {row}"), |(_, t)| t.label.clone())
+    }
+
     fn accept(&mut self, target: usize, _first: u32, rows: Vec<Timed>) -> anyhow::Result<()> {
         self.rows.extend(rows.into_iter().map(|t| (target, t)));
         Ok(())
@@ -310,6 +318,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut session = Session::open(tool, at, scope, args.verbose)?;
     privilege::check()?;
+    session.set_budget(args.overhead.budget)?;
     let fsbase_offset = match session.tool.fsbase_offset.get() {
         Some(Ok(offset)) => *offset,
         _ => 0,
@@ -391,11 +400,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let reported: Vec<Reported<'_>> = tool
                 .rows
                 .iter()
-                .zip(&interval)
-                .map(|((binary, timed), histogram)| Reported {
+                .zip(interval.iter().zip(&now))
+                .enumerate()
+                .map(|(i, ((binary, timed), (histogram, total)))| Reported {
                     binary: &session.targets()[*binary].located.display,
                     timed,
                     histogram,
+                    // Nothing is timed once it is detached: its total is
+                    // what it timed until then.
+                    detached_after: session.detached(i as u32).map(|_| total.count),
                 })
                 .collect();
             let mut out = std::io::stdout().lock();
@@ -447,6 +460,18 @@ struct Reported<'a> {
     binary: &'a str,
     timed: &'a Timed,
     histogram: &'a Histogram,
+    /// Its calls until it was taken out for the overhead budget.
+    detached_after: Option<u64>,
+}
+
+impl Reported<'_> {
+    /// `fmt.Println [inlined x1]`, marked if it was taken out.
+    fn label(&self) -> String {
+        match self.detached_after {
+            Some(n) => format!("{} [detached after {n} calls]", self.timed.label),
+            None => self.timed.label.clone(),
+        }
+    }
 }
 
 /// bcc's histograms: one for all calls, or (`-F`) one per function with
@@ -476,7 +501,7 @@ fn write_histograms(
         }
         if per_function {
             for r in rows.iter().filter(|r| r.histogram.count > 0) {
-                writeln!(out, "\nFunction = {}", r.timed.label)?;
+                writeln!(out, "\nFunction = {}", r.label())?;
                 histogram::write_log2(out, r.histogram, unit)?;
                 histogram::write_summary(out, r.histogram, unit)?;
             }
@@ -485,6 +510,11 @@ fn write_histograms(
             let total = Histogram::sum(&all);
             histogram::write_log2(out, &total, unit)?;
             histogram::write_summary(out, &total, unit)?;
+            for r in rows {
+                if r.detached_after.is_some() {
+                    writeln!(out, "{}", r.label())?;
+                }
+            }
         }
     }
     if groups.is_empty() && !per_function {
@@ -511,6 +541,9 @@ fn write_json(
             value["function"] = r.timed.function.clone().into();
             value["inlined"] = r.timed.inlined.into();
             value["binary"] = r.binary.into();
+            if let Some(after) = r.detached_after {
+                value["detached_after"] = after.into();
+            }
             value
         })
         .collect();

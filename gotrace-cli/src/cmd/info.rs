@@ -159,7 +159,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
         if args.probe_cost {
             let cost = ProbeCost::of(&binary);
+            let per_hit = match hit_costs() {
+                Ok((costs, source)) => serde_json::json!({
+                    "emulated_ns": costs.emulated_ns.round(),
+                    "single_stepped_ns": costs.single_stepped_ns.round(),
+                    "source": source,
+                }),
+                Err(err) => serde_json::json!({ "error": format!("{err:#}") }),
+            };
             info["probe_cost"] = serde_json::json!({
+                "per_hit": per_hit,
                 "entries_on_stack_check_branch": cost.branch_entries,
                 "entries_emulated": cost.emulated_entries,
                 "entries_single_stepped": cost.single_stepped_entries,
@@ -233,6 +242,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "exits:       {} ret (single-stepped), {} tail jmp (emulated)",
             cost.rets, cost.tail_jumps
         )?;
+        match hit_costs() {
+            Ok((costs, source)) => writeln!(
+                out,
+                "per hit:     {:.1} us emulated, {:.1} us single-stepped on this host ({source})",
+                costs.emulated_ns / 1e3,
+                costs.single_stepped_ns / 1e3
+            )?,
+            Err(err) => writeln!(out, "per hit:     not measured: {err:#}")?,
+        }
     }
     for report in &reports {
         let inlined = report
@@ -259,4 +277,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// This host's cost of a probe hit of each kind (cached, or measured now:
+/// that needs the privilege to load BPF programs).
+fn hit_costs() -> anyhow::Result<(crate::budget::Costs, String)> {
+    crate::privilege::check()?;
+    crate::budget::calibrate::costs()
 }

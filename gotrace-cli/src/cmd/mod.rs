@@ -20,7 +20,8 @@ use crate::{
 };
 
 /// A probe at `address` of `binary` with `cookie`, described for error
-/// messages.
+/// messages; the cookie also says whether the kernel single-steps the
+/// instruction there (what the budget prices its hits at).
 fn probe_site(
     binary: &Binary,
     located: &Located,
@@ -34,23 +35,31 @@ fn probe_site(
             located.display
         )
     })?;
+    let stepped = crate::attach::placement::cost(binary.arch(), binary.code_at(address, 16))
+        == crate::attach::placement::Cost::SingleStepped;
+    let flag = if stepped {
+        u64::from(Cookie::FLAG_SINGLE_STEPPED) << 32
+    } else {
+        0
+    };
     Ok(ProbeSite {
         site: Site {
             file_offset,
-            cookie: cookie.0,
+            cookie: cookie.0 | flag,
         },
         describe,
     })
 }
 
 /// A probe site and what it probes, for error messages.
+#[derive(Clone)]
 struct ProbeSite {
     site: Site,
     describe: String,
 }
 
-/// Attaches `program` at `sites` of `target`, saying how with `-v`, and
-/// which sites the kernel refused.
+/// Attaches `program` at `sites` of `target`, saying which sites the
+/// kernel refused.
 fn attach_sites(
     attacher: &mut Attacher,
     ebpf: &mut aya::Ebpf,
@@ -58,7 +67,6 @@ fn attach_sites(
     target: &Located,
     sites: &[ProbeSite],
     process: Option<Process>,
-    verbose: bool,
 ) -> anyhow::Result<Link> {
     let request = attach::Request {
         program,
@@ -74,17 +82,6 @@ fn attach_sites(
             sites[dropped.index].describe,
             dropped.reason()
         );
-    }
-    if verbose {
-        eprintln!(
-            "gotrace: {program}: {} probes in {}, {}",
-            sites.len() - link.dropped.len(),
-            target.display,
-            link.method
-        );
-        if let Some(reason) = attacher.fallback_reason() {
-            eprintln!("gotrace: uprobe_multi not used: {reason}");
-        }
     }
     Ok(link)
 }
@@ -156,6 +153,16 @@ impl Export {
     fn prints(&self, interval: Option<std::time::Duration>) -> bool {
         self.listen.is_none() || interval.is_some()
     }
+}
+
+/// `--budget`, which every tool takes.
+#[derive(clap::Args, Debug)]
+pub struct Overhead {
+    /// Keep what the probes cost the traced programs under PERCENT of one
+    /// CPU, detaching the most expensive functions when over it (`off`:
+    /// never; default 5 for patterns of 100 functions or more).
+    #[arg(long, value_name = "PERCENT|off", value_parser = crate::budget::parse, allow_hyphen_values = true)]
+    budget: Option<crate::budget::Choice>,
 }
 
 /// The selectors every tool shares: which processes a run keeps.

@@ -14,19 +14,25 @@
 //! [`Session::wait`] attaches to new programs until the run ends.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     fs::File,
     num::NonZeroU32,
+    ops::Range,
     os::fd::AsRawFd as _,
     path::PathBuf,
 };
 
 use anyhow::{bail, Context as _};
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData},
+    maps::{Array, HashMap as BpfHashMap, MapData},
     Ebpf,
 };
-use gotrace_common::host::{ExecEvent, MAX_PIDS, PIDS_MAP};
+use gotrace_common::{
+    budget::{HITS_MAP, ROW_DETACHED, ROW_GENERATION, ROW_STATE_MAP},
+    host::{ExecEvent, MAX_PIDS, PIDS_MAP},
+    probe::Cookie,
+};
+use tokio::time::Instant;
 
 use super::{
     attach_sites,
@@ -34,7 +40,8 @@ use super::{
     ProbeSite,
 };
 use crate::{
-    attach::{Attacher, Link},
+    attach::{Attacher, Link, RunTime},
+    budget::{self, Budget, Detached},
     host::{
         discover::{self, Found, Skip, Sniffed},
         exec::{monotonic_ns, Execs},
@@ -107,7 +114,7 @@ pub struct Plan<R> {
     /// planned with.
     pub count: u32,
     /// Probe sites of each program, attached in this order.
-    pub probes: Vec<(&'static str, Vec<ProbeSite>)>,
+    pub probes: SitesByProgram,
 }
 
 /// A tool as a session drives it.
@@ -123,6 +130,8 @@ pub trait Tool {
     fn plan(&self, target: &Target, first: u32) -> anyhow::Result<Plan<Self::Rows>>;
     /// Takes the maps it reads from the loaded object.
     fn loaded(&mut self, ebpf: &mut Ebpf) -> anyhow::Result<()>;
+    /// The name of row `row`, for messages.
+    fn row_name(&self, row: u32) -> String;
     /// Keeps the rows of the run's `target`th binary (numbered from
     /// `first`), before their probes attach.
     fn accept(&mut self, target: usize, first: u32, rows: Self::Rows) -> anyhow::Result<()>;
@@ -135,6 +144,69 @@ pub struct Where {
     /// No PATH (for some probe): every Go binary of the scope's processes.
     pub host: bool,
 }
+
+/// One target's probes in the kernel, in chunks of rows: taking a row out
+/// for the budget re-attaches only its chunk. Rebuilding all of a
+/// binary's links took ~3 s for the ~9,000 sites of `'*'` in a small, busy
+/// Go program (while its hot function kept trapping); a chunk's new link
+/// takes well under a millisecond.
+#[derive(Default)]
+struct Attached {
+    chunks: Vec<Chunk>,
+    /// Its rows.
+    rows: Range<u32>,
+}
+
+/// Rows of a target attached together.
+struct Chunk {
+    rows: Range<u32>,
+    /// The sites its links hold, by program (refused sites left out).
+    probes: SitesByProgram,
+    links: Vec<Link>,
+    /// Whether its cookies carry `Cookie::FLAG_GENERATION`.
+    generation: bool,
+}
+
+impl Chunk {
+    /// How many sites its links hold.
+    fn sites(&self) -> u64 {
+        self.probes.iter().map(|(_, s)| s.len() as u64).sum()
+    }
+}
+
+/// Probe sites by the name of the program they run.
+type SitesByProgram = Vec<(&'static str, Vec<ProbeSite>)>;
+
+/// Splits the sites of `rows` (by program) into chunks of `size` rows.
+fn chunked(
+    rows: Range<u32>,
+    size: u32,
+    probes: SitesByProgram,
+) -> Vec<(Range<u32>, SitesByProgram)> {
+    let size = size.max(1);
+    let mut chunks: Vec<_> = (rows.start..rows.end.max(rows.start + 1))
+        .step_by(size as usize)
+        .map(|start| {
+            let range = start..(start + size).min(rows.end).max(start + 1);
+            let programs = probes.iter().map(|(p, _)| (*p, Vec::new())).collect();
+            (range, programs)
+        })
+        .collect::<Vec<(Range<u32>, SitesByProgram)>>();
+    for (at, (_, sites)) in probes.into_iter().enumerate() {
+        for site in sites {
+            let row = Cookie(site.site.cookie).function();
+            let chunk = (row.saturating_sub(rows.start) / size) as usize;
+            let last = chunks.len() - 1;
+            chunks[chunk.min(last)].1[at].1.push(site);
+        }
+    }
+    chunks
+}
+
+/// Rows per chunk when a budget may detach some. Chunks bound the work of
+/// a detach; more of them only cost a link each (a descriptor, and a
+/// syscall at attach).
+const BUDGET_CHUNK_ROWS: u32 = 32;
 
 /// What became of a binary looked at.
 #[derive(Clone, Debug)]
@@ -169,15 +241,37 @@ pub struct Session<T: Tool> {
     /// Processes looked at at start and not traced, by reason.
     skipped_summary: String,
     live: Option<Live>,
+    budget: Option<Budget>,
+    /// Keeps the kernel timing BPF programs while the budget needs it.
+    _run_time_stats: Option<std::os::fd::OwnedFd>,
+    /// Rows taken out for the budget.
+    detached: BTreeMap<u32, Detached>,
 }
 
 /// What exists once the object is loaded.
 struct Live {
     ebpf: Ebpf,
     attacher: Attacher,
-    links: Vec<Link>,
+    /// Each target's probes as attached now, and their links.
+    attached: Vec<Attached>,
+    /// Hits by row and cost kind, and which generation of each row counts
+    /// (see `gotrace_common::budget`).
+    hits: budget::hits::Hits,
+    row_state: Array<MapData, u32>,
     pids: Option<BpfHashMap<MapData, u32, u8>>,
     execs: Option<Execs>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let links = self
+            .attached
+            .iter_mut()
+            .flat_map(|a| &mut a.chunks)
+            .flat_map(|c| std::mem::take(&mut c.links))
+            .collect();
+        crate::attach::release(links);
+    }
 }
 
 impl<T: Tool> Session<T> {
@@ -200,6 +294,9 @@ impl<T: Tool> Session<T> {
             passed: Vec::new(),
             skipped_summary: String::new(),
             live: None,
+            budget: None,
+            _run_time_stats: None,
+            detached: BTreeMap::new(),
         };
         for located in at.binaries {
             let target = Target::open(located)?;
@@ -376,6 +473,9 @@ impl<T: Tool> Session<T> {
     /// Sets the scope's globals and sizes its maps before loading.
     pub fn configure<'a>(&'a self, loader: &mut aya::EbpfLoader<'a>) {
         self.scope.configure(loader);
+        loader
+            .map_max_entries(HITS_MAP, self.capacity.saturating_mul(2))
+            .map_max_entries(ROW_STATE_MAP, self.capacity);
         if self.watches_execs() {
             loader.map_max_entries(
                 gotrace_common::host::EXEC_EVENTS_MAP,
@@ -406,10 +506,18 @@ impl<T: Tool> Session<T> {
         } else {
             None
         };
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("map {name} missing from gotrace's object"))
+        };
+        let hits = budget::hits::Hits::new(take(HITS_MAP)?)?;
+        let row_state = Array::try_from(take(ROW_STATE_MAP)?)?;
         self.live = Some(Live {
             ebpf,
             attacher,
-            links: Vec::new(),
+            attached: Vec::new(),
+            hits,
+            row_state,
             pids,
             execs,
         });
@@ -426,6 +534,9 @@ impl<T: Tool> Session<T> {
         }
         for (index, first, plan) in std::mem::take(&mut self.pending) {
             self.attach(index, first, plan)?;
+        }
+        if let Some(budget) = &mut self.budget {
+            budget.started();
         }
         Ok(())
     }
@@ -450,13 +561,83 @@ impl<T: Tool> Session<T> {
     /// Hands `plan`'s rows to the tool and attaches its probes.
     fn attach(&mut self, index: usize, first: u32, plan: Plan<T::Rows>) -> anyhow::Result<()> {
         self.tool.accept(index, first, plan.rows)?;
+        let rows = first..first + plan.count;
+        // Without a budget no row is ever taken out: one chunk.
+        let size = if self.budget.is_some() {
+            BUDGET_CHUNK_ROWS
+        } else {
+            plan.count.max(1)
+        };
+        let chunks = chunked(rows.clone(), size, plan.probes);
+        if chunks.len() > 1 {
+            crate::attach::raise_fd_limit(chunks.len() * T::PROGRAMS.len());
+        }
+        let mut attached = Attached {
+            chunks: Vec::new(),
+            rows,
+        };
+        let sites = chunks
+            .iter()
+            .flat_map(|(_, probes)| probes.iter().map(|(_, s)| s.len()))
+            .sum();
+        self.live
+            .as_mut()
+            .context("attaching before load")?
+            .attacher
+            .expect(sites);
+        let mut count = 0;
+        let mut method = None;
+        for (rows, probes) in chunks {
+            let chunk = self.link(index, rows, probes, false)?;
+            count += chunk.sites();
+            method = method.or(chunk.links.first().map(|l| l.method));
+            attached.chunks.push(chunk);
+        }
+        if self.verbose {
+            if let Some(method) = method {
+                eprintln!(
+                    "gotrace: {count} probes in {}, {method}",
+                    self.targets[index].located.display,
+                );
+            }
+            let live = self.live.as_ref().context("attaching before load")?;
+            if let Some(reason) = live.attacher.fallback_reason() {
+                eprintln!("gotrace: uprobe_multi not used: {reason}");
+            }
+        }
+        let live = self.live.as_mut().context("attaching before load")?;
+        if live.attached.len() <= index {
+            live.attached.resize_with(index + 1, Attached::default);
+        }
+        live.attached[index] = attached;
+        self.targets[index].probes = count;
+        Ok(())
+    }
+
+    /// Attaches `probes`, the sites of `rows` in the `index`th target, each
+    /// cookie marked with `generation`.
+    fn link(
+        &mut self,
+        index: usize,
+        rows: Range<u32>,
+        mut probes: SitesByProgram,
+        generation: bool,
+    ) -> anyhow::Result<Chunk> {
         let live = self.live.as_mut().context("attaching before load")?;
         let scope = self.scope.single_process();
         let target = &self.targets[index];
-        let mut probes = 0;
-        for (program, sites) in &plan.probes {
+        let flag = u64::from(Cookie::FLAG_GENERATION) << 32;
+        let mut links = Vec::new();
+        for (program, sites) in &mut probes {
             if sites.is_empty() {
                 continue;
+            }
+            for site in sites.iter_mut() {
+                site.site.cookie = if generation {
+                    site.site.cookie | flag
+                } else {
+                    site.site.cookie & !flag
+                };
             }
             let link = attach_sites(
                 &mut live.attacher,
@@ -465,13 +646,222 @@ impl<T: Tool> Session<T> {
                 &target.located,
                 sites,
                 scope,
-                self.verbose,
             )?;
-            probes += (sites.len() - link.dropped.len()) as u64;
-            live.links.push(link);
+            // A site refused once is not tried (and reported) again.
+            let dropped: BTreeSet<usize> = link.dropped.iter().map(|d| d.index).collect();
+            let mut at = 0;
+            sites.retain(|_| {
+                at += 1;
+                !dropped.contains(&(at - 1))
+            });
+            links.push(link);
         }
-        self.targets[index].probes += probes;
+        Ok(Chunk {
+            rows,
+            probes,
+            links,
+            generation,
+        })
+    }
+
+    /// Gives the run a budget (see `crate::budget`): `choice` as asked,
+    /// or the default for a run of this many rows. Measures this host's
+    /// cost of a hit if it is not cached yet.
+    pub fn set_budget(&mut self, choice: Option<budget::Choice>) -> anyhow::Result<()> {
+        let Some(limit) = budget::limit(choice, self.rows) else {
+            return Ok(());
+        };
+        let (costs, source) = budget::calibrate::costs()?;
+        if self.verbose || choice.is_none() {
+            eprintln!(
+                "gotrace: overhead budget {:.1}% of a CPU{} (a hit costs {:.1} us emulated, \
+                 {:.1} us single-stepped here, {source}); --budget off disables it",
+                limit * 100.0,
+                if choice.is_none() {
+                    ", the default for broad patterns"
+                } else {
+                    ""
+                },
+                costs.emulated_ns / 1e3,
+                costs.single_stepped_ns / 1e3,
+            );
+        }
+        // The kernel times each run of gotrace's programs only while asked
+        // to (as bpftop does); without it (before 5.8) hits are priced by
+        // the kernel's part alone.
+        match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+            Ok(fd) => self._run_time_stats = Some(fd),
+            Err(err) => eprintln!(
+                "gotrace: the kernel will not time BPF programs ({err}); the budget prices \
+                 probe hits without gotrace's own program"
+            ),
+        }
+        self.budget = Some(Budget::new(limit, costs));
         Ok(())
+    }
+
+    /// The row's state if it was taken out for the budget.
+    pub fn detached(&self, row: u32) -> Option<&Detached> {
+        self.detached.get(&row)
+    }
+
+    /// Estimates what the probes cost and takes the most expensive rows
+    /// out while over budget.
+    fn check_budget(&mut self) -> anyhow::Result<()> {
+        let sectioned = self.sectioned();
+        let (Some(budget), Some(live)) = (self.budget.as_mut(), self.live.as_mut()) else {
+            return Ok(());
+        };
+        let hits = live.hits.read(self.rows * 2)?;
+        let programs: BTreeSet<&'static str> = live
+            .attached
+            .iter()
+            .flat_map(|a| &a.chunks)
+            .flat_map(|c| c.probes.iter().map(|(program, _)| *program))
+            .collect();
+        let mut run = RunTime::default();
+        for program in programs {
+            let one = live.attacher.run_time(&mut live.ebpf, program)?;
+            run.nanoseconds += one.nanoseconds;
+            run.runs += one.runs;
+        }
+        let removals = budget.check(&hits, run);
+        if removals.is_empty() {
+            return Ok(());
+        }
+        // The chunks to rebuild, the most expensive row's first.
+        let mut chunks: Vec<(usize, usize)> = Vec::new();
+        let mut rows = BTreeSet::new();
+        for (rate, cost) in &removals {
+            let row = rate.row;
+            let Some(target) = live.attached.iter().position(|a| a.rows.contains(&row)) else {
+                continue;
+            };
+            let Some(chunk) = live.attached[target]
+                .chunks
+                .iter()
+                .position(|c| c.rows.contains(&row))
+            else {
+                continue;
+            };
+            if !chunks.contains(&(target, chunk)) {
+                chunks.push((target, chunk));
+            }
+            rows.insert(row);
+            let detached = Detached {
+                rate: rate.hits(),
+                cost: *cost,
+            };
+            self.detached.insert(row, detached);
+        }
+        for row in self.relink(&chunks, &rows)? {
+            self.detached.remove(&row);
+        }
+        for (rate, _) in &removals {
+            let Some(detached) = self
+                .detached
+                .get(&rate.row)
+                .filter(|_| rows.contains(&rate.row))
+            else {
+                continue;
+            };
+            let live = self
+                .live
+                .as_ref()
+                .context("checking the budget before load")?;
+            let binary = match live
+                .attached
+                .iter()
+                .position(|a| a.rows.contains(&rate.row))
+            {
+                Some(target) if sectioned => {
+                    format!(" in {}", self.targets[target].located.display)
+                }
+                _ => String::new(),
+            };
+            eprintln!(
+                "gotrace: {}{binary}: {} calls/s, ~{:.0}% of a CPU: detached",
+                self.tool.row_name(rate.row),
+                budget::estimate::short(detached.rate),
+                detached.cost * 100.0
+            );
+        }
+        Ok(())
+    }
+
+    /// Rebuilds `chunks` (target, chunk) without the detached rows: a
+    /// chunk's new links (the other generation) are attached first, then
+    /// its rows' state flips to them; the old links go last, all at once
+    /// (each close waits for a grace period). Every hit of a row that
+    /// stays counts exactly once. Stopped by the end of the run, or by the
+    /// end of the process a chunk's links were for, it leaves the chunks
+    /// it has not rebuilt as they were and returns the rows of `detaching`
+    /// they keep.
+    fn relink(
+        &mut self,
+        chunks: &[(usize, usize)],
+        detaching: &BTreeSet<u32>,
+    ) -> anyhow::Result<BTreeSet<u32>> {
+        let mut old = Vec::new();
+        let mut kept = BTreeSet::new();
+        // A few chunks, each far below what is worth reporting progress on.
+        self.live
+            .as_mut()
+            .context("relinking before load")?
+            .attacher
+            .expect(0);
+        for (done, &(target, at)) in chunks.iter().enumerate() {
+            let live = self.live.as_mut().context("relinking before load")?;
+            let chunk = &live.attached[target].chunks[at];
+            let probes = chunk
+                .probes
+                .iter()
+                .map(|(program, sites)| {
+                    let stay = sites
+                        .iter()
+                        .filter(|s| {
+                            !self
+                                .detached
+                                .contains_key(&Cookie(s.site.cookie).function())
+                        })
+                        .cloned()
+                        .collect();
+                    (*program, stay)
+                })
+                .collect();
+            let (range, generation) = (chunk.rows.clone(), !chunk.generation);
+            let chunk = match self.link(target, range.clone(), probes, generation) {
+                Ok(chunk) => chunk,
+                Err(err)
+                    if err.is::<crate::attach::Interrupted>()
+                        || crate::attach::process_gone(&err) =>
+                {
+                    let live = self.live.as_ref().context("relinking before load")?;
+                    for &(target, at) in &chunks[done..] {
+                        let rows = &live.attached[target].chunks[at].rows;
+                        kept.extend(detaching.iter().filter(|r| rows.contains(r)));
+                    }
+                    break;
+                }
+                Err(err) => return Err(err),
+            };
+            let live = self.live.as_mut().context("relinking before load")?;
+            for row in range {
+                let mut state = if generation { ROW_GENERATION } else { 0 };
+                if self.detached.contains_key(&row) {
+                    state |= ROW_DETACHED;
+                }
+                live.row_state
+                    .set(row, state, 0)
+                    .context("switching the rows to the new links")?;
+            }
+            let attached = &mut live.attached[target];
+            self.targets[target].probes -= attached.chunks[at].sites();
+            self.targets[target].probes += chunk.sites();
+            old.extend(std::mem::replace(&mut attached.chunks[at], chunk).links);
+        }
+        crate::attach::release(old);
+        Ok(kept)
     }
 
     /// The binaries traced so far, in the order their rows were numbered.
@@ -548,17 +938,31 @@ impl<T: Tool> Session<T> {
     /// start meanwhile.
     pub async fn wait(&mut self, lifetime: &mut Lifetime) -> anyhow::Result<Event> {
         loop {
+            // Kept in the budget, not here: the tools drop this future
+            // whenever something else of theirs is ready.
+            let due = self.budget.as_ref().map(|b| Instant::from_std(b.due()));
             let execs = self.live.as_mut().and_then(|l| l.execs.as_mut());
-            let events = match execs {
-                Some(execs) => tokio::select! {
-                    biased;
-                    event = lifetime.next() => return Ok(event),
-                    events = execs.next() => events?,
-                },
-                None => return Ok(lifetime.next().await),
+            let next_exec = async {
+                match execs {
+                    Some(execs) => execs.next().await,
+                    None => std::future::pending().await,
+                }
             };
-            for event in events {
-                self.on_exec(event)?;
+            let next_check = async {
+                match due {
+                    Some(due) => tokio::time::sleep_until(due).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                event = lifetime.next() => return Ok(event),
+                events = next_exec => {
+                    for event in events? {
+                        self.on_exec(event)?;
+                    }
+                }
+                () = next_check => self.check_budget()?,
             }
         }
     }
@@ -622,4 +1026,51 @@ enum Considered<R> {
 pub fn located(path: Option<&str>, scope: &Scope) -> anyhow::Result<Option<Located>> {
     path.map(|path| crate::symbols::locate(Some(path), scope.single_process()))
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attach::Site;
+
+    fn site(row: u32, file_offset: u64) -> ProbeSite {
+        ProbeSite {
+            site: Site {
+                file_offset,
+                cookie: u64::from(Cookie::FLAG_STACK_CHECK_BRANCH) << 32 | u64::from(row),
+            },
+            describe: format!("row {row}"),
+        }
+    }
+
+    #[test]
+    fn chunks_split_sites_by_row() {
+        let probes = vec![
+            (
+                "entry",
+                vec![site(10, 0x100), site(14, 0x200), site(11, 0x300)],
+            ),
+            ("exit", vec![site(14, 0x210)]),
+        ];
+        let chunks = chunked(10..15, 2, probes);
+        let rows: Vec<Range<u32>> = chunks.iter().map(|(r, _)| r.clone()).collect();
+        assert_eq!(rows, [10..12, 12..14, 14..15]);
+        let offsets = |chunk: usize, program: usize| -> Vec<u64> {
+            chunks[chunk].1[program]
+                .1
+                .iter()
+                .map(|s| s.site.file_offset)
+                .collect()
+        };
+        assert_eq!(offsets(0, 0), [0x100, 0x300]);
+        assert!(offsets(1, 0).is_empty() && offsets(1, 1).is_empty());
+        assert_eq!((offsets(2, 0), offsets(2, 1)), (vec![0x200], vec![0x210]));
+        // Every program is in every chunk, empty or not.
+        assert!(chunks
+            .iter()
+            .all(|(_, p)| p[0].0 == "entry" && p[1].0 == "exit"));
+        // One chunk for all rows without a budget.
+        let one = chunked(10..15, 5, vec![("entry", vec![site(14, 0x200)])]);
+        assert_eq!(one.len(), 1);
+    }
 }

@@ -20,7 +20,7 @@ use super::{
     lifetime::Event as LifetimeEvent,
     note_end, select,
     session::{Plan, Session, Target, Tool, Where},
-    ProbeSite, Selectors,
+    Overhead, ProbeSite, Selectors,
 };
 use crate::{
     attach::{self, placement, Attacher},
@@ -56,6 +56,8 @@ use crate::{
 pub struct Args {
     #[command(flatten)]
     selectors: Selectors,
+    #[command(flatten)]
+    overhead: Overhead,
     /// Trace only this thread.
     #[arg(short = 'L', long = "tid")]
     tid: Option<u32>,
@@ -275,6 +277,12 @@ impl Tool for Trace {
         Ok(())
     }
 
+    fn row_name(&self, row: u32) -> String {
+        self.probes
+            .get(row as usize)
+            .map_or_else(|| format!("probe {row}"), |p| p.function.clone())
+    }
+
     fn accept(&mut self, target: usize, first: u32, rows: Vec<Probe>) -> anyhow::Result<()> {
         let settings = self
             .settings
@@ -356,6 +364,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut session = Session::open(tool, at, scope, args.verbose)?;
     privilege::check()?;
+    session.set_budget(args.overhead.budget)?;
     let goid_offset = session
         .targets()
         .iter()

@@ -12,6 +12,18 @@ pub struct Row<'a> {
     /// The binary it is in, as shown.
     pub binary: &'a str,
     pub count: u64,
+    /// Taken out for the overhead budget after this many calls.
+    pub detached_after: Option<u64>,
+}
+
+impl Row<'_> {
+    /// The FUNC column: the name, marked if it was taken out.
+    fn label(&self) -> String {
+        match self.detached_after {
+            Some(n) => format!("{} [detached after {n} calls]", self.function),
+            None => self.function.to_owned(),
+        }
+    }
 }
 
 /// bcc's width of the FUNC column; longer names widen it, so that counts
@@ -62,16 +74,16 @@ pub fn write_table(
 
 /// The header and the rows with calls.
 fn write_rows(w: &mut impl Write, rows: &[Row<'_>]) -> io::Result<()> {
-    let rows: Vec<&Row<'_>> = sorted(rows).collect();
+    let rows: Vec<(String, u64)> = sorted(rows).map(|r| (r.label(), r.count)).collect();
     let width = rows
         .iter()
-        .map(|r| r.function.chars().count())
+        .map(|(label, _)| label.chars().count())
         .max()
         .unwrap_or(0)
         .max(FUNC_WIDTH);
     writeln!(w, "{:<width$} {:>8}", "FUNC", "COUNT")?;
-    for row in rows {
-        writeln!(w, "{:<width$} {:>8}", row.function, row.count)?;
+    for (label, count) in rows {
+        writeln!(w, "{label:<width$} {count:>8}")?;
     }
     Ok(())
 }
@@ -80,7 +92,14 @@ fn write_rows(w: &mut impl Write, rows: &[Row<'_>]) -> io::Result<()> {
 /// `{"time":"12:00:00","counts":[{"func":"main.add","binary":"/bin/app","count":3}]}`.
 pub fn write_json(w: &mut impl Write, rows: &[Row<'_>], timestamp: Option<&str>) -> io::Result<()> {
     let counts: Vec<_> = sorted(rows)
-        .map(|r| serde_json::json!({ "func": r.function, "binary": r.binary, "count": r.count }))
+        .map(|r| {
+            let mut row =
+                serde_json::json!({ "func": r.function, "binary": r.binary, "count": r.count });
+            if let Some(after) = r.detached_after {
+                row["detached_after"] = after.into();
+            }
+            row
+        })
         .collect();
     let mut object = serde_json::json!({ "counts": counts });
     if let Some(timestamp) = timestamp {
@@ -105,21 +124,25 @@ mod tests {
                 function: "fmt.Fprintln",
                 binary: "/bin/a",
                 count: 2,
+                detached_after: None,
             },
             Row {
                 function: "main.unused",
                 binary: "/bin/a",
                 count: 0,
+                detached_after: None,
             },
             Row {
                 function: "fmt.(*pp).doPrintln",
                 binary: "/bin/a",
                 count: 1,
+                detached_after: None,
             },
             Row {
                 function: "main.add",
                 binary: "/bin/a",
                 count: 300000,
+                detached_after: None,
             },
         ]
     }
@@ -144,11 +167,13 @@ main.add                               300000\n";
                 function: long,
                 binary: "/bin/a",
                 count: 55,
+                detached_after: None,
             },
             Row {
                 function: "main.add",
                 binary: "/bin/a",
                 count: 300000,
+                detached_after: None,
             },
         ];
         let mut out = Vec::new();
@@ -185,11 +210,33 @@ main.add                               300000\n";
     }
 
     #[test]
+    fn detached_rows_are_marked() {
+        let rows = [Row {
+            function: "main.hot",
+            binary: "/bin/a",
+            count: 1200,
+            detached_after: Some(1150),
+        }];
+        let mut out = Vec::new();
+        write_table(&mut out, &rows, None, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("main.hot [detached after 1150 calls]     1200\n"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        write_json(&mut out, &rows, None).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["counts"][0]["detached_after"], 1150);
+    }
+
+    #[test]
     fn sections_per_binary() {
         let row = |function, binary, count| Row {
             function,
             binary,
             count,
+            detached_after: None,
         };
         // The same function in two binaries: two rows, never one.
         let rows = [

@@ -13,7 +13,9 @@
 //!   (`fs`/`gs`, which Go's TLS loads use, are fine); `mov ss`/`pop ss`;
 //!   the one-byte opcodes the kernel's table marks bad for 64-bit code
 //!   (`int3`, `int n`, `into`, `iret`, I/O, `hlt`, `cli`/`sti`, opcodes
-//!   invalid in 64-bit mode); relative branches with a `66` prefix;
+//!   invalid in 64-bit mode), also as the opcode byte of a VEX/EVEX
+//!   instruction (`vmovdqu` is `0x6f`); relative branches with a `66`
+//!   prefix;
 //! - emulated (cheap, ~0.5 us a hit here): relative `jmp`, `call` and
 //!   conditional jumps, the kernel's nops, and `push reg`;
 //! - single-stepped (~7-14 us): everything else.
@@ -52,6 +54,9 @@ pub enum Refusal {
     Privileged,
     InvalidIn64Bit,
     OperandSizeBranch,
+    /// A VEX/EVEX instruction whose opcode byte is one of the refused
+    /// one-byte opcodes (`vmovdqu` is `0x6f`, `outs` to the table).
+    VexOpcode,
 }
 
 impl Refusal {
@@ -67,6 +72,7 @@ impl Refusal {
             Refusal::Privileged => "an I/O or privileged instruction",
             Refusal::InvalidIn64Bit => "an opcode that is invalid in 64-bit code",
             Refusal::OperandSizeBranch => "a branch with a 16-bit operand-size prefix",
+            Refusal::VexOpcode => "an AVX instruction the kernel's opcode table refuses",
         }
     }
 }
@@ -152,10 +158,16 @@ pub fn handling(code: &[u8]) -> Handling {
     if opcode == 0x17 || (opcode == 0x8e && modrm_reg == Some(2)) {
         return Handling::Refused(Refusal::StackSegmentLoad);
     }
-    if opcode_at == 0 {
-        if let Some(refusal) = refused_opcode(opcode) {
-            return Handling::Refused(refusal);
-        }
+    // The kernel's decoder keeps one opcode byte for VEX and EVEX
+    // instructions and looks it up in the same one-byte table (measured:
+    // `vmovdqu` c5 fe 6f and `vmovdqu64` 62 f1 fe 48 6f are refused,
+    // `vpcmpeqb` c5 e5 74 is not).
+    if let Some(refusal) = refused_opcode(opcode) {
+        return Handling::Refused(if opcode_at == 0 {
+            refusal
+        } else {
+            Refusal::VexOpcode
+        });
     }
     if NOPS.contains(&bytes) || (opcode_at == 0 && opcode == 0x90) {
         // `0x90` after any prefixes is a nop to the kernel; with REX.B it
@@ -227,11 +239,19 @@ mod tests {
         // mov ss, ax; pop ss is invalid in 64-bit code anyway
         assert_eq!(refused(&[0x8e, 0xd0]), Refusal::StackSegmentLoad);
         assert_eq!(refused(&[0xf4]), Refusal::Privileged); // hlt
-        assert_eq!(refused(&[0xec]), Refusal::Privileged); // in al, dx
-                                                           // jmp with an operand-size prefix (rel32 to Intel, rel16 to AMD)
+                                                           // in al, dx
+        assert_eq!(refused(&[0xec]), Refusal::Privileged);
+        // jmp with an operand-size prefix (rel32 to Intel, rel16 to AMD)
         assert_eq!(
             refused(&[0x66, 0xe9, 0x00, 0x00, 0x00, 0x00]),
             Refusal::OperandSizeBranch
+        );
+        // vmovdqu ymm2, [rsi]; vmovdqu64 zmm1, [rax] (Go 1.27's
+        // internal/runtime/gc/scan.expandAVX512_1 starts with it)
+        assert_eq!(refused(&[0xc5, 0xfe, 0x6f, 0x16]), Refusal::VexOpcode);
+        assert_eq!(
+            refused(&[0x62, 0xf1, 0xfe, 0x48, 0x6f, 0x08]),
+            Refusal::VexOpcode
         );
         // ud2 decodes; bytes that do not decode at all
         assert_eq!(refused(&[0x0f]), Refusal::Undecodable);
@@ -262,7 +282,7 @@ mod tests {
         assert_eq!(handling(&[0x90]), Emulated);
         assert_eq!(handling(&[0x0f, 0x1f, 0x44, 0x00, 0x00]), Emulated);
         assert_eq!(handling(&[0xf3, 0x90]), Emulated); // pause
-        assert_eq!(handling(&[0xc5, 0xfe, 0x6f, 0x06]), SingleStepped); // vmovdqu
+        assert_eq!(handling(&[0xc5, 0xe5, 0x74, 0xc2]), SingleStepped); // vpcmpeqb
     }
 
     #[test]
