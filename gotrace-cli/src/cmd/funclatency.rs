@@ -467,10 +467,7 @@ struct Reported<'a> {
 impl Reported<'_> {
     /// `fmt.Println [inlined x1]`, marked if it was taken out.
     fn label(&self) -> String {
-        match self.detached_after {
-            Some(n) => format!("{} [detached after {n} calls]", self.timed.label),
-            None => self.timed.label.clone(),
-        }
+        crate::output::row_label(&self.timed.label, self.detached_after)
     }
 }
 

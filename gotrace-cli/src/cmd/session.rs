@@ -729,9 +729,10 @@ impl<T: Tool> Session<T> {
         if removals.is_empty() {
             return Ok(());
         }
-        // The chunks to rebuild, the most expensive row's first.
+        // The chunks to rebuild, the most expensive row's first; each row
+        // with the binary it is in.
         let mut chunks: Vec<(usize, usize)> = Vec::new();
-        let mut rows = BTreeSet::new();
+        let mut rows: Vec<(u32, usize)> = Vec::new();
         for (rate, cost) in &removals {
             let row = rate.row;
             let Some(target) = live.attached.iter().position(|a| a.rows.contains(&row)) else {
@@ -747,41 +748,31 @@ impl<T: Tool> Session<T> {
             if !chunks.contains(&(target, chunk)) {
                 chunks.push((target, chunk));
             }
-            rows.insert(row);
+            rows.push((row, target));
             let detached = Detached {
                 rate: rate.hits(),
                 cost: *cost,
             };
             self.detached.insert(row, detached);
         }
-        for row in self.relink(&chunks, &rows)? {
-            self.detached.remove(&row);
-        }
-        for (rate, _) in &removals {
-            let Some(detached) = self
-                .detached
-                .get(&rate.row)
-                .filter(|_| rows.contains(&rate.row))
-            else {
+        let detaching = rows.iter().map(|&(row, _)| row).collect();
+        let kept = self.relink(&chunks, &detaching)?;
+        for (row, target) in rows {
+            if kept.contains(&row) {
+                self.detached.remove(&row);
+                continue;
+            }
+            let Some(detached) = self.detached.get(&row) else {
                 continue;
             };
-            let live = self
-                .live
-                .as_ref()
-                .context("checking the budget before load")?;
-            let binary = match live
-                .attached
-                .iter()
-                .position(|a| a.rows.contains(&rate.row))
-            {
-                Some(target) if sectioned => {
-                    format!(" in {}", self.targets[target].located.display)
-                }
-                _ => String::new(),
+            let binary = if sectioned {
+                format!(" in {}", self.targets[target].located.display)
+            } else {
+                String::new()
             };
             eprintln!(
                 "gotrace: {}{binary}: {} calls/s, ~{:.0}% of a CPU: detached",
-                self.tool.row_name(rate.row),
+                self.tool.row_name(row),
                 budget::estimate::short(detached.rate),
                 detached.cost * 100.0
             );

@@ -19,10 +19,7 @@ pub struct Row<'a> {
 impl Row<'_> {
     /// The FUNC column: the name, marked if it was taken out.
     fn label(&self) -> String {
-        match self.detached_after {
-            Some(n) => format!("{} [detached after {n} calls]", self.function),
-            None => self.function.to_owned(),
-        }
+        super::row_label(self.function, self.detached_after)
     }
 }
 
