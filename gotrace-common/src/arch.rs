@@ -1,6 +1,6 @@
 //! The register layouts of the architectures gotrace traces: which `u64`
-//! of the kernel's `pt_regs` holds which register, as both sides name
-//! them. `gotrace-cli` writes these indexes into argument locations
+//! of the kernel's `pt_regs` (x86-64) or `user_pt_regs` (arm64) holds
+//! which register, as both sides name them. `gotrace-cli` writes these indexes into argument locations
 //! (`crate::trace::LOCATION_REGISTER`); the kernel programs read them.
 
 /// x86-64: `struct pt_regs`.
@@ -30,4 +30,30 @@ pub mod x86_64 {
     /// EFLAGS bits the Go stack-check branch depends on (`JBE` jumps when
     /// CF or ZF is set). Read by the entry programs from `pt_regs.flags`.
     pub const EFLAGS_CF_ZF: u64 = 0x41;
+}
+
+/// arm64: `struct user_pt_regs` (x0-x30, sp, pc, pstate), what uprobe
+/// programs see on arm64.
+pub mod aarch64 {
+    /// Indexes of `struct user_pt_regs` fields, in `u64`s: `Xn` is `n`.
+    pub mod regs {
+        /// The first of x0-x30 (`regs[31]`); x`n` is `X0 + n`.
+        pub const X0: u32 = 0;
+        /// Where gc keeps the current g, in every function (ABI0 too).
+        pub const X28: u32 = 28;
+        /// The frame pointer.
+        pub const X29: u32 = 29;
+        /// The link register: the return address until a function saves it.
+        pub const X30: u32 = 30;
+        pub const SP: u32 = 31;
+        pub const PC: u32 = 32;
+        pub const PSTATE: u32 = 33;
+        /// Number of `u64`s in `user_pt_regs`.
+        pub const COUNT: u32 = 34;
+    }
+
+    /// PSTATE's condition flags `B.LS` depends on (it branches when C is
+    /// clear or Z is set). Read by the entry programs from `pstate`.
+    pub const PSTATE_Z: u64 = 1 << 30;
+    pub const PSTATE_C: u64 = 1 << 29;
 }

@@ -189,8 +189,9 @@ pub const JOIN_OR: u32 = 1;
 
 /// [`ProbeSpec::g_from`]: no g here (gccgo, C); goroutine ids read as 0.
 pub const G_UNKNOWN: u32 = 0;
-/// gc register-ABI code: g in R14.
-pub const G_IN_R14: u32 = 1;
+/// gc code with g in a register: R14 in register-ABI code on x86-64,
+/// R28 in every function on arm64.
+pub const G_IN_REGISTER: u32 = 1;
 /// ABI0 assembly and pre-1.17 code: g in thread-local storage (see
 /// `probe::FSBASE_OFFSET`).
 pub const G_IN_TLS: u32 = 2;
@@ -264,6 +265,12 @@ pub struct Event {
     /// User stack return addresses, innermost first.
     pub stack: [u64; MAX_FRAMES],
 }
+
+// The kernel program compares strings a word at a time.
+const _: () = assert!(core::mem::offset_of!(Condition, string).is_multiple_of(8));
+const _: () = assert!(core::mem::offset_of!(Event, strings).is_multiple_of(8));
+const _: () = assert!(core::mem::align_of::<Event>() == 8);
+const _: () = assert!(STRING_SIZE.is_multiple_of(8));
 
 /// Bit in [`Event::cut`] for argument `i` that could not be read.
 pub const fn unreadable_bit(i: usize) -> u32 {

@@ -3,16 +3,16 @@
 //! `gotrace_common::arch`. The architecture is the one gotrace was built
 //! for (`bpf_target_arch`, set by aya-build from gotrace-cli's target).
 
-use aya_ebpf::{bindings::pt_regs, programs::ProbeContext};
-
-/// A copy of a hit's registers: the context allows loads at constant
-/// offsets only, and arguments pick registers by index.
-pub type Registers = pt_regs;
+use aya_ebpf::{macros::map, maps::PerCpuArray, programs::ProbeContext};
 
 #[cfg(bpf_target_arch = "x86_64")]
 mod imp {
     use aya_ebpf::{bindings::pt_regs, programs::ProbeContext};
     use gotrace_common::arch::x86_64::{regs, EFLAGS_CF_ZF};
+
+    /// A copy of a hit's registers: the context allows loads at constant
+    /// offsets only, and arguments pick registers by index.
+    pub type Registers = pt_regs;
 
     /// A saved register by `pt_regs` index.
     #[inline(always)]
@@ -93,11 +93,106 @@ mod imp {
     }
 }
 
+#[cfg(bpf_target_arch = "aarch64")]
+mod imp {
+    use aya_ebpf::{bindings::user_pt_regs, programs::ProbeContext};
+    use gotrace_common::arch::aarch64::{regs, PSTATE_C, PSTATE_Z};
+
+    /// A copy of a hit's registers. On arm64 the context of a uprobe
+    /// program is a `user_pt_regs` (aya's `pt_regs` is opaque there).
+    pub type Registers = user_pt_regs;
+
+    /// The context's registers, where the kernel put them.
+    #[inline(always)]
+    fn context(ctx: &ProbeContext) -> *const user_pt_regs {
+        ctx.regs as *const user_pt_regs
+    }
+
+    /// A saved register by `user_pt_regs` index.
+    #[inline(always)]
+    pub fn register(r: &user_pt_regs, index: u32) -> Option<u64> {
+        match index {
+            0..=30 => r.regs.get(index as usize).copied(),
+            regs::SP => Some(r.sp),
+            regs::PC => Some(r.pc),
+            regs::PSTATE => Some(r.pstate),
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    pub fn stack_pointer(r: &user_pt_regs) -> u64 {
+        r.sp
+    }
+
+    #[inline(always)]
+    pub fn instruction_pointer(r: &user_pt_regs) -> u64 {
+        r.pc
+    }
+
+    /// Where gc keeps the current g on arm64 (R28, in every function).
+    #[inline(always)]
+    pub fn g(r: &user_pt_regs) -> u64 {
+        r.regs[regs::X28 as usize]
+    }
+
+    /// The caller's return address where the function has not saved the
+    /// link register yet (entry, stack-check branch) or has restored it
+    /// (`ret`): x30.
+    #[inline(always)]
+    pub fn return_address(r: &user_pt_regs) -> u64 {
+        r.regs[regs::X30 as usize]
+    }
+
+    /// Whether the Go stack check this probe sits on will not branch to
+    /// `runtime.morestack` (`B.LS` not taken: C set and Z clear).
+    #[inline(always)]
+    pub fn stack_check_passes(ctx: &ProbeContext) -> bool {
+        // SAFETY: the context points at the user_pt_regs of this uprobe hit.
+        let pstate = unsafe { (*context(ctx)).pstate };
+        pstate & (PSTATE_C | PSTATE_Z) == PSTATE_C
+    }
+
+    /// The stack pointer, read straight from the context.
+    #[inline(always)]
+    pub fn context_stack_pointer(ctx: &ProbeContext) -> u64 {
+        // SAFETY: the context points at the user_pt_regs of this uprobe hit.
+        unsafe { (*context(ctx)).sp }
+    }
+
+    /// The g register, read straight from the context.
+    #[inline(always)]
+    pub fn context_g(ctx: &ProbeContext) -> u64 {
+        // SAFETY: the context points at the user_pt_regs of this uprobe hit.
+        unsafe { (*context(ctx)).regs[regs::X28 as usize] }
+    }
+
+    /// Never needed: no arm64 placement moves a probe past an exchange.
+    #[inline(always)]
+    pub fn undo_xchg_rax_r8(_: &mut user_pt_regs) {}
+}
+
 pub use imp::*;
 
-/// A copy of the hit's registers.
+/// Where `registers` copies a hit's registers: 168 bytes on x86-64, 272
+/// on arm64, too much for the 512-byte stack next to trace's other locals.
+#[map]
+static REGISTER_COPY: PerCpuArray<Registers> = PerCpuArray::with_max_entries(1, 0);
+
+/// A copy of the hit's registers, in this CPU's slot (a program runs to
+/// its end on one CPU, so the slot is its own until it returns).
 #[inline(always)]
-pub fn registers(ctx: &ProbeContext) -> Option<Registers> {
-    // SAFETY: `ctx.regs` is the kernel's pt_regs of this hit.
-    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(ctx.regs as *const pt_regs) }.ok()
+pub fn registers(ctx: &ProbeContext) -> Option<&'static mut Registers> {
+    let copy = REGISTER_COPY.get_ptr_mut(0)?;
+    // SAFETY: `ctx.regs` is the kernel's register frame of this hit and
+    // `copy` a map value of exactly `size_of::<Registers>()` bytes.
+    let failed = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            copy.cast(),
+            core::mem::size_of::<Registers>() as u32,
+            ctx.regs as *const core::ffi::c_void,
+        )
+    } < 0;
+    // SAFETY: the slot is this CPU's, and nothing else holds it now.
+    (!failed).then(|| unsafe { &mut *copy })
 }

@@ -20,11 +20,11 @@ use gotrace_common::{
     probe::Cookie,
     trace::{
         is_two_words, unreadable_bit, ArgSpec, Event, ProbeSpec, ARG_C_STRING, ARG_GO_STRING,
-        ARG_INTERFACE, ARG_SLICE, ARG_STRING_SLICE, ARG_WORD, G_IN_R14, G_IN_TLS, IFACE_DATA_AT,
-        IFACE_TEXT_AT, IFACE_TEXT_MAX, IFACE_TYPE_AT, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER,
-        LOCATION_STACK, MAX_ARGS, MAX_CONDITIONS, MAX_FRAMES, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT,
-        OP_NE, OP_STR_EQ, OP_STR_NE, STRING_SIZE, STRING_SLICE_ELEMENTS, STRING_SLICE_ENTRY,
-        STRING_SLICE_TEXT,
+        ARG_INTERFACE, ARG_SLICE, ARG_STRING_SLICE, ARG_WORD, G_IN_REGISTER, G_IN_TLS,
+        IFACE_DATA_AT, IFACE_TEXT_AT, IFACE_TEXT_MAX, IFACE_TYPE_AT, JOIN_OR, LOCATION_KIND,
+        LOCATION_REGISTER, LOCATION_STACK, MAX_ARGS, MAX_CONDITIONS, MAX_FRAMES, OP_EQ, OP_GE,
+        OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, STRING_SIZE, STRING_SLICE_ELEMENTS,
+        STRING_SLICE_ENTRY, STRING_SLICE_TEXT,
     },
 };
 
@@ -69,12 +69,12 @@ pub fn trace(ctx: ProbeContext) -> u32 {
         }
         return 0;
     };
-    let Some(mut regs) = arch::registers(&ctx) else {
+    let Some(regs) = arch::registers(&ctx) else {
         entry.discard(0);
         return 0;
     };
     if cookie.flags() & Cookie::FLAG_AFTER_XCHG_RAX_R8 != 0 {
-        arch::undo_xchg_rax_r8(&mut regs);
+        arch::undo_xchg_rax_r8(regs);
     }
     let event = entry.as_mut_ptr();
     // SAFETY: `event` points at a reserved, exclusively owned ring buffer
@@ -87,16 +87,16 @@ pub fn trace(ctx: ProbeContext) -> u32 {
         (*event).probe = cookie.function();
         (*event).site = cookie.site();
         (*event).cpu = bpf_get_smp_processor_id() as u16;
-        (*event).ip = arch::instruction_pointer(&regs);
+        (*event).ip = arch::instruction_pointer(regs);
         (*event).comm = bpf_get_current_comm().unwrap_or_default();
         let g = match spec.g_from {
-            G_IN_R14 => Some(arch::g(&regs)),
+            G_IN_REGISTER => Some(arch::g(regs)),
             G_IN_TLS => crate::goroutine::g_from_tls(),
             _ => None,
         };
         (*event).goid = g.and_then(crate::goroutine::goid_of).unwrap_or(0);
         for i in 0..MAX_ARGS {
-            read_arg(&regs, &spec.args[i], i, &mut *event);
+            read_arg(regs, &spec.args[i], i, &mut *event);
         }
         if !passes(spec, &*event) {
             entry.discard(0);
@@ -111,7 +111,7 @@ pub fn trace(ctx: ProbeContext) -> u32 {
                 BPF_F_USER_STACK as u64,
             );
             (*event).stack_bytes = got.max(0) as u32;
-            (*event).return_address = arch::return_address(&regs);
+            (*event).return_address = arch::return_address(regs);
         }
     }
     entry.submit(0);
@@ -400,14 +400,17 @@ fn strings_equal(
     if length != u64::from(c.string_len) || length >= STRING_SIZE as u64 {
         return false;
     }
+    // Word loads: built from bytes, the comparison needs more registers
+    // than BPF has, and its spills overflow the stack it shares with trace.
+    let (a, b) = (
+        string.as_ptr().cast::<u64>(),
+        c.string.as_ptr().cast::<u64>(),
+    );
     let mut differ = 0u64;
     for w in 0..STRING_SIZE / 8 {
-        let word = |bytes: &[u8; STRING_SIZE]| {
-            let mut chunk = [0u8; 8];
-            chunk.copy_from_slice(&bytes[w * 8..w * 8 + 8]);
-            u64::from_ne_bytes(chunk)
-        };
-        differ |= word(string) ^ word(&c.string);
+        // SAFETY: both arrays are STRING_SIZE bytes at 8-aligned offsets of
+        // 8-aligned structs (asserted in gotrace_common::trace).
+        differ |= unsafe { a.add(w).read() ^ b.add(w).read() };
     }
     differ == 0
 }

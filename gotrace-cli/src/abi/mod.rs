@@ -14,6 +14,8 @@
 
 pub mod named;
 
+use gotrace_common::trace::{G_IN_REGISTER, G_IN_TLS, G_UNKNOWN};
+
 use crate::{
     arch::{register, stack, Arch},
     symbols::{Binary, Function, Toolchain},
@@ -28,6 +30,18 @@ pub enum Convention {
 }
 
 impl Convention {
+    /// Where code of this convention on `arch` finds the current g, as
+    /// `ProbeSpec::g_from`: arm64 keeps g in R28 even in ABI0 assembly;
+    /// x86-64 ABI0 code reaches it through the thread's FS base.
+    pub fn g_from(self, arch: Arch) -> u32 {
+        match self {
+            Convention::GoRegister => G_IN_REGISTER,
+            Convention::GoStack if arch.g_always_in_register() => G_IN_REGISTER,
+            Convention::GoStack => G_IN_TLS,
+            Convention::SystemV => G_UNKNOWN,
+        }
+    }
+
     /// The calling convention of `function` in `binary`.
     pub fn of(binary: &Binary, function: &Function) -> Convention {
         match binary.toolchain() {
@@ -42,15 +56,15 @@ impl Convention {
     }
 }
 
-/// A gc binary of Go 1.17 or later (or of an unknown version: the
-/// register ABI is the likelier).
+/// A gc binary of a Go with the register ABI on its architecture (or of
+/// an unknown version: the register ABI is the likelier).
 fn register_abi(binary: &Binary) -> bool {
     let version = binary
         .facts()
         .build_info
         .as_ref()
         .map(|b| b.go_version.as_str());
-    crate::symbols::abi(Toolchain::Gc, version)
+    crate::symbols::abi(binary.arch(), Toolchain::Gc, version)
         .is_none_or(|abi| abi == crate::symbols::Abi::Register)
 }
 

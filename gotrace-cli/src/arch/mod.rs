@@ -8,6 +8,7 @@
 //! program runs on an x86-64 kernel, but its code decoded as 64-bit code
 //! would put probes inside instructions, and its ABI has no registers.
 
+pub mod aarch64;
 pub mod x86_64;
 
 use gotrace_common::trace::{LOCATION_REGISTER, LOCATION_STACK};
@@ -16,6 +17,7 @@ use gotrace_common::trace::{LOCATION_REGISTER, LOCATION_STACK};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
     X86_64,
+    Aarch64,
 }
 
 /// An ELF file of an architecture gotrace cannot trace here.
@@ -30,13 +32,17 @@ impl Arch {
     /// The architecture gotrace itself runs on, which is the only one it
     /// can trace: uprobes run the traced code on this machine.
     pub const fn host() -> Arch {
-        Arch::X86_64
+        #[cfg(target_arch = "aarch64")]
+        return Arch::Aarch64;
+        #[cfg(not(target_arch = "aarch64"))]
+        return Arch::X86_64;
     }
 
     /// What users call it.
     pub const fn name(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86-64",
+            Arch::Aarch64 => "arm64",
         }
     }
 
@@ -48,7 +54,8 @@ impl Arch {
             (Architecture::X86_64, true) => Arch::X86_64,
             (Architecture::X86_64_X32, _) => return Err(host.unsupported("x32 (32-bit x86-64)")),
             (Architecture::I386, _) => return Err(host.unsupported("32-bit x86 (i386)")),
-            (Architecture::Aarch64, _) => return Err(host.unsupported("arm64")),
+            (Architecture::Aarch64, true) => Arch::Aarch64,
+            (Architecture::Aarch64_Ilp32, _) => return Err(host.unsupported("arm64 ILP32")),
             (Architecture::Arm, _) => return Err(host.unsupported("32-bit arm")),
             (other, _) => return Err(host.unsupported(&format!("{other:?}").to_lowercase())),
         };
@@ -69,7 +76,24 @@ impl Arch {
     pub const fn registers(self) -> &'static Registers {
         match self {
             Arch::X86_64 => &x86_64::abi::REGISTERS,
+            Arch::Aarch64 => &aarch64::abi::REGISTERS,
         }
+    }
+
+    /// The first Go 1.N whose gc compiler passes arguments in registers
+    /// here (ABIInternal came to amd64 in 1.17, to arm64 in 1.18).
+    pub const fn register_abi_since(self) -> u32 {
+        match self {
+            Arch::X86_64 => 17,
+            Arch::Aarch64 => 18,
+        }
+    }
+
+    /// Where gc code finds the current g: in a register in every function
+    /// on arm64 (R28); on x86-64 only in register-ABI functions (R14),
+    /// while ABI0 assembly loads it from thread-local storage.
+    pub const fn g_always_in_register(self) -> bool {
+        matches!(self, Arch::Aarch64)
     }
 }
 
@@ -92,6 +116,10 @@ pub struct Registers {
     pub g: u32,
     /// The stack pointer.
     pub stack_pointer: u32,
+    /// Bytes a call pushes: the return address on x86-64; nothing on
+    /// arm64, whose calls leave it in the link register. Go's DWARF
+    /// canonical frame address is the stack pointer at entry plus these.
+    pub call_pushes: u64,
     /// The registers by DWARF register number (integer registers only).
     pub dwarf: &'static [u32],
 }

@@ -112,7 +112,8 @@ pub enum Policy {
 pub struct Exit {
     pub address: u64,
     /// A direct jump out of the function (a tail call), which the kernel
-    /// emulates; otherwise a return, which it single-steps on x86-64.
+    /// emulates; otherwise a return, which it single-steps on x86-64 and
+    /// emulates on arm64.
     pub tail_call: bool,
 }
 
@@ -137,6 +138,7 @@ pub fn entry(
 ) -> Result<Placement, Unprobeable> {
     match arch {
         Arch::X86_64 => crate::arch::x86_64::placement::entry(code, address, policy),
+        Arch::Aarch64 => crate::arch::aarch64::placement::entry(code, address, policy),
     }
 }
 
@@ -145,6 +147,7 @@ pub fn entry(
 pub fn site(arch: Arch, code: &[u8], address: u64, site: u64) -> Result<Placement, Unprobeable> {
     match arch {
         Arch::X86_64 => crate::arch::x86_64::placement::site(code, address, site),
+        Arch::Aarch64 => crate::arch::aarch64::placement::site(code, address, site),
     }
 }
 
@@ -152,6 +155,7 @@ pub fn site(arch: Arch, code: &[u8], address: u64, site: u64) -> Result<Placemen
 pub fn exits(arch: Arch, code: &[u8], address: u64) -> Vec<Exit> {
     match arch {
         Arch::X86_64 => crate::arch::x86_64::placement::exits(code, address),
+        Arch::Aarch64 => crate::arch::aarch64::placement::exits(code, address),
     }
 }
 
@@ -171,6 +175,9 @@ pub fn inlined_exits(
         Arch::X86_64 => {
             crate::arch::x86_64::placement::inlined_exits(code, address, body, entry, no_return)
         }
+        Arch::Aarch64 => {
+            crate::arch::aarch64::placement::inlined_exits(code, address, body, entry, no_return)
+        }
     }
 }
 
@@ -178,5 +185,6 @@ pub fn inlined_exits(
 pub fn cost(arch: Arch, code: &[u8]) -> Cost {
     match arch {
         Arch::X86_64 => crate::arch::x86_64::placement::cost(code),
+        Arch::Aarch64 => crate::arch::aarch64::placement::cost(code),
     }
 }

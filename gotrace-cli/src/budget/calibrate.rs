@@ -24,8 +24,9 @@ use crate::{
     symbols::Binary,
 };
 
-// The probed function and its layout: a single-stepped `mov` at 0, a
-// never-taken `jb` (emulated) at 7, `ret`s after.
+// The probed function and its layout: a single-stepped instruction at
+// `SINGLE_STEPPED_AT`, a never-taken conditional branch (emulated) at
+// `EMULATED_AT`, returns after.
 #[cfg(target_arch = "x86_64")]
 core::arch::global_asm!(
     ".globl gotrace_calibration_probe",
@@ -39,15 +40,33 @@ core::arch::global_asm!(
     "ret",
     ".size gotrace_calibration_probe, .-gotrace_calibration_probe",
 );
+#[cfg(target_arch = "x86_64")]
+const EMULATED_AT: u64 = 7;
+
+#[cfg(target_arch = "aarch64")]
+core::arch::global_asm!(
+    ".globl gotrace_calibration_probe",
+    ".type gotrace_calibration_probe,%function",
+    "gotrace_calibration_probe:",
+    "mov x1, x0", // single-stepped
+    "cmp x1, #1",
+    "b.lo 2f", // simulated (a conditional branch)
+    "mov x0, x1",
+    "ret",
+    "2:",
+    "ret",
+    ".size gotrace_calibration_probe, .-gotrace_calibration_probe",
+);
+#[cfg(target_arch = "aarch64")]
+const EMULATED_AT: u64 = 8;
 
 extern "C" {
     fn gotrace_calibration_probe(value: u64) -> u64;
 }
 
-/// Its symbol, and the offsets of the two instructions probed.
+/// Its symbol, and the offset of its single-stepped instruction.
 const SYMBOL: &str = "gotrace_calibration_probe";
 const SINGLE_STEPPED_AT: u64 = 0;
-const EMULATED_AT: u64 = 7;
 
 /// Calls for each measurement: a hit costs 0.5-15 us here, so these take
 /// 0.1-0.3 s each.

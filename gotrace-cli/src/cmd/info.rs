@@ -119,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let abi = binary
         .toolchain()
-        .and_then(|t| symbols::abi(t, go_version))
+        .and_then(|t| symbols::abi(binary.arch(), t, go_version))
         .map_or("unknown".to_owned(), |a| a.to_string());
     let symbols = match (binary.function_source(), facts.symbol_table) {
         (FunctionSource::Pclntab, _) => "stripped; names from .gopclntab",

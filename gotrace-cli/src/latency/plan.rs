@@ -4,7 +4,7 @@
 //! (entry on a copy's first instruction, exits on every instruction
 //! control reaches when it leaves the copy), each a row of `-F`.
 
-use gotrace_common::probe::Cookie;
+use gotrace_common::{probe::Cookie, trace::G_IN_TLS};
 
 use crate::{
     abi::Convention,
@@ -89,9 +89,9 @@ pub(crate) fn out_of_line(
     function: &Function,
     tls: &dyn Fn() -> Result<(), String>,
 ) -> Result<Timed, String> {
-    // ABI0 assembly (and pre-1.17 code) does not keep g in R14; the
-    // kernel's task layout says where the thread's g is instead.
-    let g_flags = if Convention::of(binary, function) == Convention::GoStack {
+    // x86-64 ABI0 assembly (and pre-1.17 code) does not keep g in R14;
+    // the kernel's task layout says where the thread's g is instead.
+    let g_flags = if Convention::of(binary, function).g_from(binary.arch()) == G_IN_TLS {
         tls().map_err(|why| {
             format!("ABI0: its goroutine is found through the thread's FS base, and {why}")
         })?;

@@ -4,6 +4,8 @@ use std::cell::OnceCell;
 
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
+use crate::arch::Arch;
+
 use super::{
     buildinfo,
     image::Image,
@@ -226,8 +228,9 @@ pub(super) fn build_info(
 /// How a function receives its arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Abi {
-    /// gc's ABIInternal (Go >= 1.17 on amd64): arguments in RAX, RBX, RCX,
-    /// RDI, RSI, R8-R11. Assembly (ABI0) functions still use the stack.
+    /// gc's ABIInternal (Go >= 1.17 on amd64, >= 1.18 on arm64): arguments
+    /// in registers (`crate::arch::Registers::go_integer`). Assembly (ABI0)
+    /// functions still use the stack.
     Register,
     /// gc's ABI0 (Go < 1.17): every argument on the stack.
     Stack,
@@ -245,9 +248,10 @@ impl std::fmt::Display for Abi {
     }
 }
 
-/// The ABI of Go functions of a binary, from its toolchain and Go version
-/// (`go1.N[.M]`); `None` when the version of a gc binary is unknown.
-pub fn abi(toolchain: Toolchain, go_version: Option<&str>) -> Option<Abi> {
+/// The ABI of Go functions of a binary of `arch`, from its toolchain and
+/// Go version (`go1.N[.M]`); `None` when the version of a gc binary is
+/// unknown.
+pub fn abi(arch: Arch, toolchain: Toolchain, go_version: Option<&str>) -> Option<Abi> {
     match toolchain {
         Toolchain::Gccgo => Some(Abi::SystemV),
         Toolchain::Gc => {
@@ -257,7 +261,7 @@ pub fn abi(toolchain: Toolchain, go_version: Option<&str>) -> Option<Abi> {
                 .next()?
                 .parse()
                 .ok()?;
-            Some(if minor >= 17 {
+            Some(if minor >= arch.register_abi_since() {
                 Abi::Register
             } else {
                 Abi::Stack
@@ -291,12 +295,22 @@ mod tests {
 
     #[test]
     fn abi_from_version() {
-        assert_eq!(abi(Toolchain::Gc, Some("go1.19.8")), Some(Abi::Register));
-        assert_eq!(abi(Toolchain::Gc, Some("go1.17")), Some(Abi::Register));
-        assert_eq!(abi(Toolchain::Gc, Some("go1.16.15")), Some(Abi::Stack));
-        assert_eq!(abi(Toolchain::Gc, Some("go1.27rc1")), Some(Abi::Register));
-        assert_eq!(abi(Toolchain::Gc, Some("devel +abc")), None);
-        assert_eq!(abi(Toolchain::Gc, None), None);
-        assert_eq!(abi(Toolchain::Gccgo, None), Some(Abi::SystemV));
+        let x86 = Arch::X86_64;
+        assert_eq!(
+            abi(x86, Toolchain::Gc, Some("go1.19.8")),
+            Some(Abi::Register)
+        );
+        assert_eq!(abi(x86, Toolchain::Gc, Some("go1.17")), Some(Abi::Register));
+        assert_eq!(abi(x86, Toolchain::Gc, Some("go1.16.15")), Some(Abi::Stack));
+        assert_eq!(
+            abi(x86, Toolchain::Gc, Some("go1.27rc1")),
+            Some(Abi::Register)
+        );
+        assert_eq!(abi(x86, Toolchain::Gc, Some("devel +abc")), None);
+        assert_eq!(abi(x86, Toolchain::Gc, None), None);
+        assert_eq!(abi(x86, Toolchain::Gccgo, None), Some(Abi::SystemV));
+        let arm = Arch::Aarch64;
+        assert_eq!(abi(arm, Toolchain::Gc, Some("go1.17.13")), Some(Abi::Stack));
+        assert_eq!(abi(arm, Toolchain::Gc, Some("go1.18")), Some(Abi::Register));
     }
 }

@@ -15,9 +15,10 @@ use anyhow::{bail, Context as _};
 use gotrace_common::{
     probe::Cookie,
     trace::{
-        ArgSpec, Condition, ProbeSpec, ARG_C_STRING, ARG_GO_STRING, ARG_NONE, ARG_WORD, G_IN_R14,
-        G_IN_TLS, G_UNKNOWN, JOIN_AND, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER, LOCATION_STACK,
-        MAX_ARGS, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE, STRING_SIZE,
+        ArgSpec, Condition, ProbeSpec, ARG_C_STRING, ARG_GO_STRING, ARG_NONE, ARG_WORD,
+        G_IN_REGISTER, G_UNKNOWN, JOIN_AND, JOIN_OR, LOCATION_KIND, LOCATION_REGISTER,
+        LOCATION_STACK, MAX_ARGS, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_NE, OP_STR_EQ, OP_STR_NE,
+        STRING_SIZE,
     },
 };
 
@@ -306,11 +307,7 @@ impl<'b> Planner<'b> {
         };
         probe.stack = u32::from(self.options.stack);
         probe.pid = self.options.pid.unwrap_or(0);
-        probe.g_from = match convention {
-            Convention::GoRegister => G_IN_R14,
-            Convention::GoStack => G_IN_TLS,
-            Convention::SystemV => G_UNKNOWN,
-        };
+        probe.g_from = convention.g_from(self.binary.arch());
         let (sites, moved) = self.sites(function, spec.kind, index)?;
         if let Some(Moved { clobbered, what }) = moved {
             let registers = self.binary.arch().registers();
@@ -322,7 +319,7 @@ impl<'b> Planner<'b> {
                 &function.name,
                 registers,
             )?;
-            if clobbered.contains(registers.g) && probe.g_from == G_IN_R14 {
+            if clobbered.contains(registers.g) && probe.g_from == G_IN_REGISTER {
                 probe.g_from = G_UNKNOWN;
             }
         }
@@ -409,11 +406,7 @@ impl<'b> Planner<'b> {
         };
         probe.stack = u32::from(self.options.stack);
         probe.pid = self.options.pid.unwrap_or(0);
-        probe.g_from = match Convention::of(self.binary, parent) {
-            Convention::GoRegister => G_IN_R14,
-            Convention::GoStack => G_IN_TLS,
-            Convention::SystemV => G_UNKNOWN,
-        };
+        probe.g_from = Convention::of(self.binary, parent).g_from(self.binary.arch());
         if addresses.len() > usize::from(u16::MAX) {
             bail!("{shown_as} has too many ways out to trace");
         }
@@ -719,15 +712,14 @@ fn shown_of(expr: &ArgExpr, want: Want, resolved: named::Resolved) -> anyhow::Re
 /// Where the inlined call's argument `param` is at `pc` of `binary`, if
 /// every word of it is somewhere trace can read.
 pub(crate) fn locate(binary: &Binary, param: &InlinedParam, pc: u64) -> Option<named::Place> {
-    // The CFA is the stack pointer at entry, above the return address.
-    let cfa = binary.sp_delta(pc).map(|delta| delta + 8);
+    // The CFA is the stack pointer before the call (above the return
+    // address on x86-64).
+    let registers = binary.arch().registers();
+    let cfa = binary
+        .sp_delta(pc)
+        .map(|delta| delta + registers.call_pushes);
     let pieces = param.pieces.as_deref()?;
-    place_of(
-        pieces,
-        &param.param.shape,
-        cfa,
-        binary.arch().registers().dwarf,
-    )
+    place_of(pieces, &param.param.shape, cfa, registers.dwarf)
 }
 
 /// Where an inlined call's argument of `shape` is, from its DWARF pieces

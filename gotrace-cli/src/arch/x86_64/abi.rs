@@ -35,6 +35,7 @@ pub const REGISTERS: Registers = Registers {
     c_results: &[regs::RAX, regs::RDX],
     g: regs::R14,
     stack_pointer: regs::RSP,
+    call_pushes: 8,
     // The System V psABI's DWARF numbering.
     dwarf: &[
         regs::RAX,
