@@ -6,6 +6,8 @@
 //! `GOTRACE_GO119`, `GOTRACE_GO127`, `GOTRACE_GCCGO`). A missing tool is a
 //! panic that says how to get it, never a silently skipped test.
 
+pub mod arm64;
+
 use std::{
     collections::BTreeMap,
     io::{BufRead as _, BufReader, Read, Write as _},

@@ -2,6 +2,7 @@
 //! machine lacks, building the eBPF side, the demo, the root test suite, the
 //! fuzz targets and the benchmark. Every step says what it does and skips what is done.
 
+mod arm64;
 mod bench;
 mod build;
 mod demo;
@@ -39,6 +40,24 @@ enum Command {
         #[arg(trailing_var_arg = true)]
         filter: Vec<String>,
     },
+    /// Run COMMAND as root in an emulated arm64 machine with the arm64
+    /// gotrace on PATH and DIR's files under /files; prints its output and
+    /// exits with its status. One argument is a shell script, several are
+    /// one command's words.
+    Arm64 {
+        /// A directory whose files the guest sees under /files.
+        #[arg(long, value_name = "DIR")]
+        files: Option<std::path::PathBuf>,
+        /// Seconds before the machine is stopped and the run fails.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Use the machine and the arm64 gotrace as an earlier run left
+        /// them, without installing or building (for the tests).
+        #[arg(long, hide = true)]
+        prepared: bool,
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Run every fuzz target (probe specs, pclntab, build info, ELF) for
     /// SECONDS each, from the corpus in fuzz/corpus/.
     Fuzz {
@@ -55,6 +74,21 @@ fn main() -> ExitCode {
         Command::Bench => bench::bench(),
         Command::Test { filter } => test::run_all(&filter),
         Command::Fuzz { seconds } => fuzz::run_all(seconds),
+        Command::Arm64 {
+            files,
+            timeout,
+            prepared,
+            command,
+        } => {
+            let timeout = std::time::Duration::from_secs(timeout);
+            return match arm64::command(files.as_deref(), &command, timeout, prepared) {
+                Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),
+                Err(err) => {
+                    eprintln!("xtask: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

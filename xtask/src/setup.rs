@@ -24,11 +24,12 @@ pub struct GoToolchains {
 
 const GO127_VERSION: &str = "1.27.3";
 
-/// Everything: build tools, Go toolchains, peers.
+/// Everything: build tools, Go toolchains, peers, the arm64 machine.
 pub fn all() -> anyhow::Result<GoToolchains> {
     build_tools()?;
     let go = go_toolchains()?;
     peers()?;
+    arm64()?;
     Ok(go)
 }
 
@@ -178,9 +179,137 @@ pub fn peers() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The arm64 machine's kernel and busybox (see `crate::arm64`).
+pub struct Arm64Parts {
+    pub kernel: PathBuf,
+    pub busybox: PathBuf,
+}
+
+/// Where `arm64` leaves the machine's parts.
+pub fn arm64_parts() -> Arm64Parts {
+    let dir = root().join("target/arm64-vm");
+    Arm64Parts {
+        kernel: dir.join("vmlinuz"),
+        busybox: dir.join("busybox"),
+    }
+}
+
+/// The Rust target gotrace is built for to run in the arm64 machine.
+pub const ARM64_TARGET: &str = "aarch64-unknown-linux-musl";
+
+/// What `cargo xtask arm64` needs: qemu-system-aarch64 (from
+/// bookworm-backports, as this machine's qemu-utils is), cpio, Rust's
+/// static arm64 target, and, unpacked from Debian's arm64 packages (not
+/// installed), bookworm-backports' 6.12 cloud kernel (bookworm's 6.1 has
+/// no uprobe_multi) and busybox-static.
+pub fn arm64() -> anyhow::Result<Arm64Parts> {
+    let targets = output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .unwrap_or_default();
+    if !targets.lines().any(|t| t == ARM64_TARGET) {
+        run(Command::new("rustup").args(["target", "add", ARM64_TARGET]))?;
+    }
+    let mut sources_changed = false;
+    let listed = |dir: &str| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources"))
+            .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("bookworm-backports")))
+    };
+    let main_list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    if !main_list.contains("bookworm-backports") && !listed("/etc/apt/sources.list.d") {
+        let path = "/etc/apt/sources.list.d/gotrace-bookworm-backports.sources";
+        eprintln!("xtask: adding Debian's bookworm-backports to apt ({path})");
+        std::fs::write(
+            path,
+            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\n\
+             Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+        )
+        .with_context(|| format!("writing {path}"))?;
+        sources_changed = true;
+    }
+    let foreign = output(Command::new("dpkg").arg("--print-foreign-architectures"))
+        .unwrap_or_default();
+    if !foreign.lines().any(|a| a == "arm64") {
+        run(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
+        sources_changed = true;
+    }
+    if sources_changed {
+        apt_update()?;
+    }
+    apt_install(&["qemu-system-arm"], Some("bookworm-backports"))?;
+    apt(&["cpio"])?;
+    let parts = arm64_parts();
+    let dir = parts.kernel.parent().expect("a file in target/arm64-vm").to_owned();
+    if !parts.kernel.exists() {
+        let depends = output(Command::new("apt-cache").args([
+            "depends",
+            "linux-image-cloud-arm64:arm64/bookworm-backports",
+        ]))
+        .context("apt-cache depends linux-image-cloud-arm64:arm64 failed")?;
+        let package = depends
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Depends: "))
+            .context("linux-image-cloud-arm64 names no kernel package")?;
+        unpack(&dir, package, "boot/vmlinuz-", &parts.kernel)?;
+    }
+    if !parts.busybox.exists() {
+        unpack(&dir, "busybox-static:arm64", "bin/busybox", &parts.busybox)?;
+    }
+    Ok(parts)
+}
+
+/// Downloads Debian's `package` into `dir`, unpacks it there, and copies
+/// its file whose path starts with `file` to `to`.
+fn unpack(dir: &Path, package: &str, file: &str, to: &Path) -> anyhow::Result<()> {
+    let download = dir.join("download");
+    let _ = std::fs::remove_dir_all(&download);
+    std::fs::create_dir_all(&download)
+        .with_context(|| format!("creating {}", download.display()))?;
+    eprintln!("xtask: unpacking Debian's {package} into {}", dir.display());
+    run(Command::new("apt-get")
+        .args(["download", "-qq", package])
+        .current_dir(&download))?;
+    let deb = std::fs::read_dir(&download)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .with_context(|| format!("apt-get download {package} left no .deb"))?;
+    let tree = download.join("tree");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
+    let (parent, prefix) = file.rsplit_once('/').unwrap_or(("", file));
+    let found = std::fs::read_dir(tree.join(parent))
+        .with_context(|| format!("{package} has no {parent}/"))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .with_context(|| format!("{package} has no {file}*"))?;
+    std::fs::copy(&found, to)
+        .with_context(|| format!("copying {} to {}", found.display(), to.display()))?;
+    let _ = std::fs::remove_dir_all(&download);
+    Ok(())
+}
+
+static UPDATED: AtomicBool = AtomicBool::new(false);
+
+fn apt_update() -> anyhow::Result<()> {
+    UPDATED.store(true, Ordering::Relaxed);
+    run(Command::new("apt-get").args(["update", "-qq"]))
+}
+
 /// Installs the Debian packages of `packages` that are not installed yet.
 fn apt(packages: &[&str]) -> anyhow::Result<()> {
-    static UPDATED: AtomicBool = AtomicBool::new(false);
+    apt_install(packages, None)
+}
+
+/// Installs the packages of `packages` that are not installed yet, from
+/// `release` (`apt-get -t`) if given.
+fn apt_install(packages: &[&str], release: Option<&str>) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
@@ -193,11 +322,12 @@ fn apt(packages: &[&str]) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing Debian packages {}", missing.join(" "));
-    if !UPDATED.swap(true, Ordering::Relaxed) {
-        run(Command::new("apt-get").args(["update", "-qq"]))?;
+    if !UPDATED.load(Ordering::Relaxed) {
+        apt_update()?;
     }
     run(Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-qq"])
+        .args(release.iter().flat_map(|r| ["-t", r]))
         .args(&missing))
 }

@@ -25,6 +25,7 @@ pub fn run_all(filter: &[String]) -> anyhow::Result<()> {
     setup::check_tools()?;
     checks()?;
     let gotrace = build::gotrace()?;
+    build::gotrace_arm64()?;
     run(Command::new(env!("CARGO")).current_dir(root()).args([
         "test",
         "--package",
@@ -40,6 +41,12 @@ pub fn run_all(filter: &[String]) -> anyhow::Result<()> {
         .env("GOTRACE_GO119", &go.go119)
         .env("GOTRACE_GO127", &go.go127)
         .env("GOTRACE_GCCGO", &go.gccgo)
+        // The arm64 stage boots its machine through this very program
+        // (`xtask arm64 --prepared`).
+        .env(
+            "GOTRACE_ARM64_RUNNER",
+            std::env::current_exe().context("finding xtask's own path")?,
+        )
         .args([
             "test",
             "--package",

@@ -96,8 +96,9 @@ pub fn value(
 /// from its link-time addresses), each frame marked with `module`.
 /// `frameless`: the probe sits where its function has no frame yet
 /// (entry, stack-check branch, return), so the frame-pointer walk starts
-/// at the caller's caller and the caller comes from the stack pointer;
-/// inside a body (an inlined copy) the walk is complete.
+/// at the caller's caller and the caller comes from the return address
+/// the probe read (at the stack pointer on x86-64, in the link register on
+/// arm64); inside a body (an inlined copy) the walk is complete.
 pub fn frames(
     event: &Event,
     bias: u64,
@@ -107,8 +108,8 @@ pub fn frames(
 ) -> Vec<String> {
     let count = (event.stack_bytes as usize / 8).min(event.stack.len());
     let caller = (frameless && event.return_address != 0).then_some(event.return_address);
-    // The probe's own address, then the caller (read at the stack
-    // pointer), then the frame-pointer walk.
+    // The probe's own address, then the caller, then the frame-pointer
+    // walk.
     let addresses: Vec<u64> = event.stack[..count.min(1)]
         .iter()
         .copied()
