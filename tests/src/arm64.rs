@@ -106,7 +106,12 @@ impl Guest {
         let programs = gotrace_common::names::PROGRAMS.join("|");
         let script = format!("{}\n{script}", PRELUDE.replace("PROGRAMS", &programs));
         let out = Command::new(&runner)
-            .args(["arm64", "--prepared", "--timeout", &TIMEOUT_SECS.to_string()])
+            .args([
+                "arm64",
+                "--prepared",
+                "--timeout",
+                &TIMEOUT_SECS.to_string(),
+            ])
             .arg("--files")
             .arg(self.dir.path())
             .arg("--")

@@ -109,8 +109,18 @@ fn trace_reads_arguments_and_results() {
                 .map(|(_, m)| m.clone())
                 .collect()
         };
-        assert_eq!(of("main.add"), ["42 13", "= 55", "42 13", "= 55"], "{go:?}: {}", out.stdout);
-        assert_eq!(of("main.greet"), ["bob 0", "bob 1"], "{go:?}: {}", out.stdout);
+        assert_eq!(
+            of("main.add"),
+            ["42 13", "= 55", "42 13", "= 55"],
+            "{go:?}: {}",
+            out.stdout
+        );
+        assert_eq!(
+            of("main.greet"),
+            ["bob 0", "bob 1"],
+            "{go:?}: {}",
+            out.stdout
+        );
         assert_eq!(
             of("main.asmAdd.abi0"),
             ["7 8", "= 15", "7 8", "= 15"],
@@ -223,11 +233,23 @@ fn inlined_copies() {
         let fixture = runs.step(&format!("said{name}")).stdout;
         assert!(fixture.starts_with("scale: 3000 clamp: 3001 "), "{fixture}");
         let counts = table(&runs.step(&name));
-        assert_eq!(counts.get("main.scale [inlined x1]"), Some(&3000), "{go:?} {counts:?}");
-        assert_eq!(counts.get("main.clamp [inlined x2]"), Some(&3001), "{go:?} {counts:?}");
+        assert_eq!(
+            counts.get("main.scale [inlined x1]"),
+            Some(&3000),
+            "{go:?} {counts:?}"
+        );
+        assert_eq!(
+            counts.get("main.clamp [inlined x2]"),
+            Some(&3001),
+            "{go:?} {counts:?}"
+        );
         assert_eq!(counts.get("main.work"), Some(&1), "{go:?} {counts:?}");
         let hello = table(&runs.step(&format!("hello{name}")));
-        assert_eq!(hello.get("fmt.Println [inlined x1]"), Some(&3), "{go:?} {hello:?}");
+        assert_eq!(
+            hello.get("fmt.Println [inlined x1]"),
+            Some(&3),
+            "{go:?} {hello:?}"
+        );
     }
     no_residue(&runs);
 }
@@ -241,12 +263,36 @@ fn bad_input() {
     let x86 = Fixture::build("hello", Go::Go127);
     std::fs::copy(&x86.binary, guest_path(&guest, "hello-x86")).expect("copying");
     let cases: [(&str, String, &[&str]); 6] = [
-        ("missing", "funccount '/files/nothing:main.*'".into(), &["/files/nothing"]),
-        ("notelf", "funccount '/init:main.*'".into(), &["/init", "ELF"]),
-        ("notgo", "trace '/bin/busybox:main.main'".into(), &["/bin/busybox", "Go"]),
-        ("nomatch", format!("funccount '{counter}:main.nothing*'"), &["main.nothing*"]),
-        ("format", format!("trace '{counter}:main.add \"%d %d\", goarg1'"), &["%d"]),
-        ("x86", "funccount '/files/hello-x86:main.*'".into(), &["x86-64", "arm64"]),
+        (
+            "missing",
+            "funccount '/files/nothing:main.*'".into(),
+            &["/files/nothing"],
+        ),
+        (
+            "notelf",
+            "funccount '/init:main.*'".into(),
+            &["/init", "ELF"],
+        ),
+        (
+            "notgo",
+            "trace '/bin/busybox:main.main'".into(),
+            &["/bin/busybox", "Go"],
+        ),
+        (
+            "nomatch",
+            format!("funccount '{counter}:main.nothing*'"),
+            &["main.nothing*"],
+        ),
+        (
+            "format",
+            format!("trace '{counter}:main.add \"%d %d\", goarg1'"),
+            &["%d"],
+        ),
+        (
+            "x86",
+            "funccount '/files/hello-x86:main.*'".into(),
+            &["x86-64", "arm64"],
+        ),
     ];
     let mut script = String::new();
     for (name, args, _) in &cases {
@@ -261,7 +307,11 @@ fn bad_input() {
         let lines: Vec<&str> = out.stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{name}: {out:?}");
         for needle in *needles {
-            assert!(lines[0].contains(needle), "{name}: {needle:?} not in {:?}", lines[0]);
+            assert!(
+                lines[0].contains(needle),
+                "{name}: {needle:?} not in {:?}",
+                lines[0]
+            );
         }
     }
     no_residue(&runs);

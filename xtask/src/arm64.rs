@@ -152,7 +152,9 @@ pub fn boot(
     let work = root().join(format!("target/arm64-vm/run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let tree = work.join("root");
-    for dir in ["bin", "usr/bin", "proc", "sys", "dev", "tmp", "root", "files"] {
+    for dir in [
+        "bin", "usr/bin", "proc", "sys", "dev", "tmp", "root", "files",
+    ] {
         std::fs::create_dir_all(tree.join(dir))
             .with_context(|| format!("creating {}", tree.join(dir).display()))?;
     }
@@ -170,8 +172,8 @@ pub fn boot(
     write_executable(&tree.join("init"), INIT)?;
     write_executable(&tree.join("command"), script)?;
     let initrd = work.join("initrd.cpio");
-    let archive = std::fs::File::create(&initrd)
-        .with_context(|| format!("creating {}", initrd.display()))?;
+    let archive =
+        std::fs::File::create(&initrd).with_context(|| format!("creating {}", initrd.display()))?;
     // cpio reads the file list on stdin; `find .` gives it.
     let list = Command::new("find")
         .arg(".")
@@ -185,7 +187,10 @@ pub fn boot(
         .stdout(archive)
         .spawn()
         .context("running cpio (installed by cargo xtask setup)")?;
-    std::io::Write::write_all(&mut cpio.stdin.take().context("cpio's stdin")?, &list.stdout)?;
+    std::io::Write::write_all(
+        &mut cpio.stdin.take().context("cpio's stdin")?,
+        &list.stdout,
+    )?;
     if !cpio.wait()?.success() {
         bail!("cpio failed to write {}", initrd.display());
     }
@@ -219,9 +224,16 @@ fn qemu(machine: &Machine, initrd: &Path, timeout: Duration) -> anyhow::Result<S
     let mut stderr = child.stderr.take().context("qemu's stderr")?;
     let reader = std::thread::spawn(move || {
         let mut lines = Vec::new();
-        for line in BufReader::new(&mut stdout).split(b'\n').map_while(Result::ok) {
+        for line in BufReader::new(&mut stdout)
+            .split(b'\n')
+            .map_while(Result::ok)
+        {
             let _ = tx.send(());
-            lines.push(String::from_utf8_lossy(&line).trim_end_matches('\r').to_owned());
+            lines.push(
+                String::from_utf8_lossy(&line)
+                    .trim_end_matches('\r')
+                    .to_owned(),
+            );
         }
         lines
     });
@@ -261,12 +273,7 @@ fn parse(console: &str) -> anyhow::Result<Outcome> {
         .trim()
         .parse()
         .with_context(|| format!("the guest's exit line {:?}", lines[exit]))?;
-    let text = |range: &[&str]| {
-        range
-            .iter()
-            .map(|l| format!("{l}\n"))
-            .collect::<String>()
-    };
+    let text = |range: &[&str]| range.iter().map(|l| format!("{l}\n")).collect::<String>();
     Ok(Outcome {
         stdout: text(&lines[out + 1..err]),
         stderr: text(&lines[err + 1..exit]),

@@ -21,6 +21,7 @@ use crate::{
     util::{output, root, run},
 };
 
+mod arm64;
 mod budget;
 mod host;
 mod server;
@@ -61,9 +62,10 @@ pub fn bench() -> anyhow::Result<()> {
                 "server" => server::section(&gotrace, &dir)?,
                 "host" => host::section(&gotrace, &go, &dir)?,
                 "budget" => budget::section(&gotrace, &go, &dir)?,
-                other => {
-                    bail!("GOTRACE_BENCH_SECTIONS: no section {other:?} (server, host, budget)")
-                }
+                "arm64" => arm64::section(&gotrace, &counter, &go, &dir)?,
+                other => bail!(
+                    "GOTRACE_BENCH_SECTIONS: no section {other:?} (server, host, budget, arm64)"
+                ),
             };
         }
         println!("{report}");
@@ -400,6 +402,9 @@ pub fn bench() -> anyhow::Result<()> {
 
     // 8. The overhead budget.
     report += &budget::section(&gotrace, &go, &dir)?;
+
+    // 9. arm64, emulated.
+    report += &arm64::section(&gotrace, &counter, &go, &dir)?;
 
     std::fs::create_dir_all(root().join("bench"))?;
     std::fs::write(root().join("bench/results.md"), &report)?;

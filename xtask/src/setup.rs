@@ -203,8 +203,8 @@ pub const ARM64_TARGET: &str = "aarch64-unknown-linux-musl";
 /// installed), bookworm-backports' 6.12 cloud kernel (bookworm's 6.1 has
 /// no uprobe_multi) and busybox-static.
 pub fn arm64() -> anyhow::Result<Arm64Parts> {
-    let targets = output(Command::new("rustup").args(["target", "list", "--installed"]))
-        .unwrap_or_default();
+    let targets =
+        output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
     if !targets.lines().any(|t| t == ARM64_TARGET) {
         run(Command::new("rustup").args(["target", "add", ARM64_TARGET]))?;
     }
@@ -230,8 +230,8 @@ pub fn arm64() -> anyhow::Result<Arm64Parts> {
         .with_context(|| format!("writing {path}"))?;
         sources_changed = true;
     }
-    let foreign = output(Command::new("dpkg").arg("--print-foreign-architectures"))
-        .unwrap_or_default();
+    let foreign =
+        output(Command::new("dpkg").arg("--print-foreign-architectures")).unwrap_or_default();
     if !foreign.lines().any(|a| a == "arm64") {
         run(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
         sources_changed = true;
@@ -242,7 +242,11 @@ pub fn arm64() -> anyhow::Result<Arm64Parts> {
     apt_install(&["qemu-system-arm"], Some("bookworm-backports"))?;
     apt(&["cpio"])?;
     let parts = arm64_parts();
-    let dir = parts.kernel.parent().expect("a file in target/arm64-vm").to_owned();
+    let dir = parts
+        .kernel
+        .parent()
+        .expect("a file in target/arm64-vm")
+        .to_owned();
     if !parts.kernel.exists() {
         let depends = output(Command::new("apt-cache").args([
             "depends",

@@ -80,21 +80,26 @@ fn checks() -> anyhow::Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
     // The eBPF crate builds only for the BPF target, with nightly's
-    // build-std; rustup's cargo proxy picks the toolchain.
-    run(Command::new("cargo")
-        .current_dir(root().join("gotrace-ebpf"))
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("CARGO")
-        .args([
-            "+nightly",
-            "clippy",
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-            "--",
-            "-D",
-            "warnings",
-        ]))?;
+    // build-std; rustup's cargo proxy picks the toolchain. Its register
+    // access differs per architecture (`bpf_target_arch`, which aya-build
+    // sets from gotrace-cli's target): both are checked.
+    for arch in ["x86_64", "aarch64"] {
+        run(Command::new("cargo")
+            .current_dir(root().join("gotrace-ebpf"))
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO")
+            .env("RUSTFLAGS", format!("--cfg=bpf_target_arch=\"{arch}\""))
+            .args([
+                "+nightly",
+                "clippy",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--target-dir",
+            ])
+            .arg(root().join(format!("target/ebpf-clippy-{arch}")))
+            .args(["--", "-D", "warnings"]))?;
+    }
     run(Command::new("cargo-machete").arg(root()))
 }
