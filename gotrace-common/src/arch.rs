@@ -1,7 +1,8 @@
 //! The register layouts of the architectures gotrace traces: which `u64`
 //! of the kernel's `pt_regs` (x86-64) or `user_pt_regs` (arm64) holds
-//! which register, as both sides name them. `gotrace-cli` writes these indexes into argument locations
-//! (`crate::trace::LOCATION_REGISTER`); the kernel programs read them.
+//! which register, as both sides name them. `gotrace-cli` writes these
+//! indexes into argument locations (`crate::trace::LOCATION_REGISTER`);
+//! the kernel programs read them.
 
 /// x86-64: `struct pt_regs`.
 pub mod x86_64 {
@@ -45,15 +46,20 @@ pub mod aarch64 {
         pub const X29: u32 = 29;
         /// The link register: the return address until a function saves it.
         pub const X30: u32 = 30;
+        /// The stack pointer.
         pub const SP: u32 = 31;
+        /// The probed instruction's address.
         pub const PC: u32 = 32;
+        /// The condition flags (and more), for `PSTATE_*`.
         pub const PSTATE: u32 = 33;
         /// Number of `u64`s in `user_pt_regs`.
         pub const COUNT: u32 = 34;
     }
 
-    /// PSTATE's condition flags `B.LS` depends on (it branches when C is
-    /// clear or Z is set). Read by the entry programs from `pstate`.
+    /// PSTATE's zero flag. `B.LS` branches when C is clear or Z is set;
+    /// the entry programs read both from `pstate` on the stack-check
+    /// branch (`Cookie::FLAG_STACK_CHECK_BRANCH`).
     pub const PSTATE_Z: u64 = 1 << 30;
+    /// PSTATE's carry flag (see [`PSTATE_Z`]).
     pub const PSTATE_C: u64 = 1 << 29;
 }

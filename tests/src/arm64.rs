@@ -81,8 +81,13 @@ impl Guest {
     /// Builds `tests/fixtures/NAME` for arm64 with `go` (gc) and returns
     /// its path in the guest, `/files/NAME-go119` or `/files/NAME-go127`.
     pub fn fixture(&mut self, name: &str, go: Go) -> String {
-        let fixture = Fixture::build_for(name, go, "arm64");
-        let file = format!("{name}-{}", format!("{go:?}").to_lowercase());
+        self.fixture_with(name, go, &[], "")
+    }
+
+    /// [`Guest::fixture`] built with `flags`, as `/files/NAME-goNNNSUFFIX`.
+    pub fn fixture_with(&mut self, name: &str, go: Go, flags: &[&str], suffix: &str) -> String {
+        let fixture = Fixture::build_for_with(name, go, "arm64", flags);
+        let file = format!("{name}-{}{suffix}", format!("{go:?}").to_lowercase());
         std::fs::copy(&fixture.binary, self.dir.path().join(&file))
             .expect("copying a fixture for the guest");
         self.fixtures.push(fixture);

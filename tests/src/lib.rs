@@ -93,7 +93,12 @@ impl Fixture {
     /// Builds `tests/fixtures/NAME` with `go` (gc) for another
     /// architecture (`GOARCH`), without cgo.
     pub fn build_for(name: &str, go: Go, goarch: &str) -> Fixture {
-        Self::build_env(name, go, &[], &[("GOARCH", goarch), ("CGO_ENABLED", "0")])
+        Self::build_for_with(name, go, goarch, &[])
+    }
+
+    /// [`Fixture::build_for`] with `flags` for `go build`.
+    pub fn build_for_with(name: &str, go: Go, goarch: &str, flags: &[&str]) -> Fixture {
+        Self::build_env(name, go, flags, &[("GOARCH", goarch), ("CGO_ENABLED", "0")])
     }
 
     /// Builds `tests/fixtures/NAME` with `go`, passing `flags` to the

@@ -21,6 +21,12 @@
 
 use crate::arch::Arch;
 
+/// What [`Placement::moved_past`] says for a probe that went after an
+/// arm64 assembler sequence Go restarts from its start when a goroutine is
+/// preempted inside it (see `crate::arch::aarch64::placement`): the kernel
+/// could probe it, but one pass would count twice.
+pub const RESTARTED_SEQUENCE: &str = "an R27 sequence Go restarts after a preemption";
+
 /// Where to put one probe, relative to the address it was meant for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placement {
@@ -55,6 +61,8 @@ impl Placement {
     pub fn describe(&self) -> String {
         if self.on_stack_check() {
             "stack-check branch".to_owned()
+        } else if self.moved_past == Some(RESTARTED_SEQUENCE) {
+            format!("after {RESTARTED_SEQUENCE}")
         } else if let Some(what) = self.moved_past {
             format!("after {what}, which the kernel cannot probe")
         } else {
