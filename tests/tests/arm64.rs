@@ -245,12 +245,12 @@ fn inlined_copies() {
         let counts = table(&runs.step(&name));
         assert_eq!(
             counts.get("main.scale [inlined x1]"),
-            Some(&3000),
+            Some(&10000),
             "{go:?} {counts:?}"
         );
         assert_eq!(
             counts.get("main.clamp [inlined x2]"),
-            Some(&3001),
+            Some(&10001),
             "{go:?} {counts:?}"
         );
         assert_eq!(counts.get("main.work"), Some(&1), "{go:?} {counts:?}");
