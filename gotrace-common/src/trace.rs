@@ -18,7 +18,8 @@ pub const RING_BYTES: u32 = 1 << 24;
 pub const PROGRAM: &str = "trace";
 
 /// Ring buffer of [`Event`]s. Written by the `trace` program; read by
-/// `gotrace-cli`.
+/// `gotrace-cli`. The program also keeps each hit's register copy in it,
+/// as a record it discards (readers never see it).
 pub const EVENTS_MAP: &str = "TRACE_EVENTS";
 
 /// Array of [`ProbeSpec`], indexed by the cookie's function index. Written

@@ -3,7 +3,7 @@
 //! `gotrace_common::arch`. The architecture is the one gotrace was built
 //! for (`bpf_target_arch`, set by aya-build from gotrace-cli's target).
 
-use aya_ebpf::{macros::map, maps::PerCpuArray, programs::ProbeContext};
+use aya_ebpf::programs::ProbeContext;
 
 #[cfg(bpf_target_arch = "x86_64")]
 mod imp {
@@ -174,25 +174,19 @@ mod imp {
 
 pub use imp::*;
 
-/// Where `registers` copies a hit's registers: 168 bytes on x86-64, 272
-/// on arm64, too much for the 512-byte stack next to trace's other locals.
-#[map]
-static REGISTER_COPY: PerCpuArray<Registers> = PerCpuArray::with_max_entries(1, 0);
-
-/// A copy of the hit's registers, in this CPU's slot (a program runs to
-/// its end on one CPU, so the slot is its own until it returns).
+/// Copies the hit's registers to `to`, memory the program owns alone
+/// (see `trace`, which keeps them in a ring buffer record: neither the
+/// stack nor a per-CPU slot will do). False if the kernel read failed.
 #[inline(always)]
-pub fn registers(ctx: &ProbeContext) -> Option<&'static mut Registers> {
-    let copy = REGISTER_COPY.get_ptr_mut(0)?;
+pub fn copy_registers(ctx: &ProbeContext, to: *mut Registers) -> bool {
     // SAFETY: `ctx.regs` is the kernel's register frame of this hit and
-    // `copy` a map value of exactly `size_of::<Registers>()` bytes.
-    let failed = unsafe {
+    // `to` points at `size_of::<Registers>()` writable bytes.
+    let read = unsafe {
         aya_ebpf::helpers::generated::bpf_probe_read_kernel(
-            copy.cast(),
+            to.cast(),
             core::mem::size_of::<Registers>() as u32,
             ctx.regs as *const core::ffi::c_void,
         )
-    } < 0;
-    // SAFETY: the slot is this CPU's, and nothing else holds it now.
-    (!failed).then(|| unsafe { &mut *copy })
+    };
+    read >= 0
 }

@@ -63,16 +63,27 @@ pub fn trace(ctx: ProbeContext) -> u32 {
         return 0;
     }
     let Some(mut entry) = TRACE_EVENTS.reserve::<Event>(0) else {
-        if let Some(lost) = TRACE_LOST.get_ptr_mut(0) {
-            // SAFETY: per-CPU slot, not shared with other CPUs.
-            unsafe { *lost += 1 };
-        }
+        count_lost();
         return 0;
     };
-    let Some(regs) = arch::registers(&ctx) else {
+    // The registers (arm64's are 272 bytes) do not fit on the stack next
+    // to this program's locals, and a per-CPU slot would be shared with
+    // any program that preempts this one on its CPU (uprobe programs run
+    // preemptible): they go in a record of their own, never submitted.
+    let Some(mut scratch) = TRACE_EVENTS.reserve::<Registers>(0) else {
+        count_lost();
         entry.discard(0);
         return 0;
     };
+    let copy = scratch.as_mut_ptr();
+    if !arch::copy_registers(&ctx, copy) {
+        scratch.discard(0);
+        entry.discard(0);
+        return 0;
+    }
+    // SAFETY: the reserved record is this program's alone until discarded
+    // below, and the copy filled it.
+    let regs = unsafe { &mut *copy };
     if cookie.flags() & Cookie::FLAG_AFTER_XCHG_RAX_R8 != 0 {
         arch::undo_xchg_rax_r8(regs);
     }
@@ -99,6 +110,7 @@ pub fn trace(ctx: ProbeContext) -> u32 {
             read_arg(regs, &spec.args[i], i, &mut *event);
         }
         if !passes(spec, &*event) {
+            scratch.discard(0);
             entry.discard(0);
             return 0;
         }
@@ -114,8 +126,20 @@ pub fn trace(ctx: ProbeContext) -> u32 {
             (*event).return_address = arch::return_address(regs);
         }
     }
+    scratch.discard(0);
     entry.submit(0);
     0
+}
+
+/// Counts an event the full ring buffer had no room for.
+#[inline(always)]
+fn count_lost() {
+    if let Some(lost) = TRACE_LOST.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot; a program preempting this one between the
+        // load and the store can lose one count, which only undercounts
+        // what is already reported as lost.
+        unsafe { *lost += 1 };
+    }
 }
 
 /// Reads argument `i` into the event's value and string slots.
