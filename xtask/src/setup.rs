@@ -248,11 +248,21 @@ pub fn arm64() -> anyhow::Result<Arm64Parts> {
         .expect("a file in target/arm64-vm")
         .to_owned();
     if !parts.kernel.exists() {
-        let depends = output(Command::new("apt-cache").args([
-            "depends",
-            "linux-image-cloud-arm64:arm64/bookworm-backports",
-        ]))
-        .context("apt-cache depends linux-image-cloud-arm64:arm64 failed")?;
+        let depends = || {
+            output(Command::new("apt-cache").args([
+                "depends",
+                "linux-image-cloud-arm64:arm64/bookworm-backports",
+            ]))
+        };
+        // Package lists older than the arm64 architecture know no arm64
+        // packages: one update, then the answer stands.
+        let depends = match depends() {
+            Some(found) => found,
+            None => {
+                apt_update()?;
+                depends().context("apt-cache depends linux-image-cloud-arm64:arm64 failed")?
+            }
+        };
         let package = depends
             .lines()
             .find_map(|l| l.trim().strip_prefix("Depends: "))
