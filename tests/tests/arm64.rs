@@ -11,7 +11,7 @@
 
 use integration_tests::{
     arm64::{Guest, Runs},
-    count_tables, latency_report, said, trace_events, Fixture, Go, Output,
+    count_tables, counts_by_binary, latency_report, said, trace_events, Fixture, Go, Output,
 };
 
 const GOS: [Go; 2] = [Go::Go119, Go::Go127];
@@ -261,6 +261,51 @@ fn inlined_copies() {
             "{go:?} {hello:?}"
         );
     }
+    no_residue(&runs);
+}
+
+/// Whole-host tracing (a pattern without a path): programs are found at
+/// their exec and counted each in a section of its own, a copy of the
+/// binary as well; then the Prometheus exporter, scraped with busybox's
+/// wget. The fixtures wait for a line on stdin before calling, so that
+/// their probes are in place first (under emulation that takes 150-400 ms
+/// after the exec).
+#[test]
+fn whole_host_and_exporter() {
+    let mut guest = Guest::new();
+    let counter = guest.fixture("counter", Go::Go127);
+    let script = format!(
+        "start host funccount --json main.work\n\
+         (sleep 2; echo) | COUNTER_WAIT=1 {counter} 3000 0\n\
+         cp {counter} /tmp/copy\n\
+         (sleep 2; echo) | COUNTER_WAIT=1 /tmp/copy 2000 0\n\
+         stop host\n\
+         start exporter funccount --listen 127.0.0.1:9464 '{counter}:main.work'\n\
+         {counter} 1500 0\n\
+         run scrape wget -qO- http://127.0.0.1:9464/metrics\n\
+         stop exporter\n\
+         echo residue: $(residue)\n"
+    );
+    let runs = guest.boot(&script);
+    let by_binary = counts_by_binary(&runs.step("host"));
+    let work = |binary: &str| {
+        by_binary
+            .get(binary)
+            .and_then(|c| c.get("main.work"))
+            .copied()
+    };
+    assert_eq!(work(&counter), Some(3000), "{by_binary:?}");
+    assert_eq!(work("/tmp/copy"), Some(2000), "{by_binary:?}");
+    let scrape = runs.step("scrape");
+    assert!(scrape.status.success(), "{scrape:?}");
+    let line =
+        format!("gotrace_function_calls_total{{binary=\"{counter}\",function=\"main.work\"}} 1500");
+    assert!(
+        scrape.stdout.lines().any(|l| l == line),
+        "no {line:?} in:\n{}",
+        scrape.stdout
+    );
+    assert!(runs.step("exporter").status.success());
     no_residue(&runs);
 }
 

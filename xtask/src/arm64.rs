@@ -44,6 +44,7 @@ mount -t debugfs debugfs /sys/kernel/debug
 mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs tmpfs /tmp
+ip link set lo up
 echo 1 > /proc/sys/net/core/bpf_jit_kallsyms
 cd /files
 sh /command > /tmp/gotrace-vm-stdout 2> /tmp/gotrace-vm-stderr
