@@ -125,6 +125,109 @@ pub struct Exit {
     pub tail_call: bool,
 }
 
+/// Where control goes after an instruction, as far as finding a copy's
+/// ends needs to know; each architecture decodes its own instructions
+/// into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// On to the next instruction (indirect calls too).
+    Next,
+    /// A direct call: to the target, and back to the next instruction.
+    Call(u64),
+    /// The next instruction or the target.
+    Conditional(u64),
+    /// A direct jump.
+    Jump(u64),
+    Return,
+    /// A jump through a register: a jump table or a computed tail call.
+    IndirectJump,
+    /// Never continues (`int3`, `ud2`, `brk`, `udf`).
+    Stop,
+}
+
+/// One decoded instruction: how control leaves it, where the next starts.
+#[derive(Clone, Copy, Debug)]
+pub struct Step {
+    pub flow: Flow,
+    pub next: u64,
+}
+
+/// Where a call inlined into a function ends, whatever the architecture:
+/// the first instruction outside its copy's ranges `body` that control
+/// reaches from `entry`, placed by `place` (its result is complete there),
+/// and every return or tail jump inside the copy. `steps` are the
+/// function's instructions by address, `function` its addresses. Calls to
+/// targets for which `no_return` holds (Go's panics) end a path: code
+/// after them runs only when a deferred `recover` resumes the function.
+/// Refused when the ends cannot all be found: a jump table inside the
+/// copy, or a loop back to its first instruction.
+pub fn walk_inlined_exits(
+    steps: &std::collections::BTreeMap<u64, Step>,
+    function: std::ops::Range<u64>,
+    body: &[(u64, u64)],
+    entry: u64,
+    no_return: &dyn Fn(u64) -> bool,
+    place: &dyn Fn(u64) -> Result<Placement, Unprobeable>,
+) -> Result<Vec<Exit>, Unprobeable> {
+    let inside = |pc: u64| body.iter().any(|&(start, end)| (start..end).contains(&pc));
+    let mut exits: Vec<Exit> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut pending = vec![entry];
+    while let Some(pc) = pending.pop() {
+        if !seen.insert(pc) {
+            continue;
+        }
+        let Some(&Step { flow, next }) = steps.get(&pc) else {
+            return Err(Unprobeable(format!(
+                "control reaches {pc:#x}, which is not an instruction of the function"
+            )));
+        };
+        let successors = match flow {
+            Flow::Next => vec![next],
+            Flow::Call(target) if no_return(target) => Vec::new(),
+            Flow::Call(_) => vec![next],
+            Flow::Conditional(target) => vec![next, target],
+            Flow::Jump(target) if function.contains(&target) => vec![target],
+            // The function leaves from inside the copy, frame and all.
+            Flow::Jump(_) | Flow::Return => {
+                exits.push(Exit {
+                    address: pc,
+                    tail_call: flow != Flow::Return,
+                });
+                Vec::new()
+            }
+            Flow::IndirectJump => {
+                return Err(Unprobeable(
+                    "it holds a jump table, whose targets no decoder sees".to_owned(),
+                ))
+            }
+            // The end of a panic call that does not return.
+            Flow::Stop => Vec::new(),
+        };
+        for successor in successors {
+            if successor == entry {
+                return Err(Unprobeable(
+                    "its first instruction is also a loop head inside it".to_owned(),
+                ));
+            }
+            if inside(successor) {
+                pending.push(successor);
+            } else if !exits.iter().any(|e| e.address == successor) {
+                let placed = place(successor).map_err(|why| {
+                    Unprobeable(format!("one of its ends cannot be probed: {why}"))
+                })?;
+                exits.push(Exit {
+                    address: successor + placed.offset,
+                    tail_call: false,
+                });
+            }
+        }
+    }
+    exits.sort_unstable_by_key(|e| e.address);
+    exits.dedup_by_key(|e| e.address);
+    Ok(exits)
+}
+
 /// How the kernel runs a probed instruction, which decides what a hit
 /// costs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

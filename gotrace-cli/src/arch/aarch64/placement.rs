@@ -26,7 +26,8 @@ use yaxpeax_arm::armv8::a64::{InstDecoder, Instruction, Opcode, Operand, SizeCod
 
 use super::uprobes::{self, Handling};
 use crate::attach::placement::{
-    Cost, Exit, Placement, Policy, RegisterSet, Unprobeable, RESTARTED_SEQUENCE,
+    walk_inlined_exits, Cost, Exit, Flow, Placement, Policy, RegisterSet, Step, Unprobeable,
+    RESTARTED_SEQUENCE,
 };
 
 /// Offset of `g.stackguard0` in every Go version's `runtime.g`.
@@ -51,24 +52,6 @@ const REGTMP: u16 = 27;
 
 /// The longest such sequence (a 64-bit constant: four `mov`s, then its use).
 const RESTART_SEQUENCE_MAX: usize = 5;
-
-/// Where an instruction sends control next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Flow {
-    Next,
-    /// `bl`: to the target, and back to the next instruction.
-    Call(u64),
-    /// `b.cond`, `cbz`/`cbnz`, `tbz`/`tbnz`: the next instruction or the
-    /// target.
-    Conditional(u64),
-    /// `b`.
-    Jump(u64),
-    Return,
-    /// `br`: a jump table or a computed tail call.
-    IndirectJump,
-    /// `brk`, `udf`, `hlt`: never continues.
-    Stop,
-}
 
 /// One decoded instruction and where it is.
 struct Decoded {
@@ -357,11 +340,9 @@ pub fn exits(code: &[u8], address: u64) -> Vec<Exit> {
         .collect()
 }
 
-/// Where a call inlined into the function `code` (at `address`) ends: the
-/// first instruction outside its copy's ranges `body` that control
-/// reaches from `entry` (its result is complete there), and every return
-/// or tail branch inside the copy. Calls to targets for which `no_return`
-/// holds (`runtime.panic*`) end nothing.
+/// Where a call inlined into the function `code` (at `address`) ends, its
+/// copy's code being `body` and its first instruction `entry`: arm64 code
+/// decoded for `walk_inlined_exits`, its ends placed by `site`.
 pub fn inlined_exits(
     code: &[u8],
     address: u64,
@@ -369,66 +350,19 @@ pub fn inlined_exits(
     entry: u64,
     no_return: &dyn Fn(u64) -> bool,
 ) -> Result<Vec<Exit>, Unprobeable> {
-    let inside = |pc: u64| body.iter().any(|&(start, end)| (start..end).contains(&pc));
-    let end = address + code.len() as u64;
-    let decoded: std::collections::BTreeMap<u64, Decoded> = instructions(code, address)
-        .map(|i| (i.address, i))
+    let steps = instructions(code, address)
+        .map(|i| {
+            let step = Step {
+                flow: i.flow(),
+                next: i.next(),
+            };
+            (i.address, step)
+        })
         .collect();
-    let mut exits: Vec<Exit> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut pending = vec![entry];
-    while let Some(pc) = pending.pop() {
-        if !seen.insert(pc) {
-            continue;
-        }
-        let Some(instruction) = decoded.get(&pc) else {
-            return Err(Unprobeable(format!(
-                "control reaches {pc:#x}, which is not an instruction of the function"
-            )));
-        };
-        let next = instruction.next();
-        let successors = match instruction.flow() {
-            Flow::Next => vec![next],
-            Flow::Call(target) if no_return(target) => Vec::new(),
-            Flow::Call(_) => vec![next],
-            Flow::Conditional(target) => vec![next, target],
-            Flow::Jump(target) if (address..end).contains(&target) => vec![target],
-            flow @ (Flow::Jump(_) | Flow::Return) => {
-                exits.push(Exit {
-                    address: pc,
-                    tail_call: flow != Flow::Return,
-                });
-                Vec::new()
-            }
-            Flow::IndirectJump => {
-                return Err(Unprobeable(
-                    "it holds a jump table, whose targets no decoder sees".to_owned(),
-                ))
-            }
-            Flow::Stop => Vec::new(),
-        };
-        for successor in successors {
-            if successor == entry {
-                return Err(Unprobeable(
-                    "its first instruction is also a loop head inside it".to_owned(),
-                ));
-            }
-            if inside(successor) {
-                pending.push(successor);
-            } else if !exits.iter().any(|e| e.address == successor) {
-                let placed = site(code, address, successor).map_err(|why| {
-                    Unprobeable(format!("one of its ends cannot be probed: {why}"))
-                })?;
-                exits.push(Exit {
-                    address: successor + placed.offset,
-                    tail_call: false,
-                });
-            }
-        }
-    }
-    exits.sort_unstable_by_key(|e| e.address);
-    exits.dedup_by_key(|e| e.address);
-    Ok(exits)
+    let function = address..address + code.len() as u64;
+    walk_inlined_exits(&steps, function, body, entry, no_return, &|pc| {
+        site(code, address, pc)
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,9 @@ use iced_x86::{
 };
 
 use super::uprobes::{self, Handling};
-use crate::attach::placement::{Cost, Exit, Placement, Policy, RegisterSet, Unprobeable};
+use crate::attach::placement::{
+    walk_inlined_exits, Cost, Exit, Flow, Placement, Policy, RegisterSet, Step, Unprobeable,
+};
 
 /// Offset of `g.stackguard0` in every Go version's `runtime.g`.
 const STACKGUARD0_OFFSET: u64 = 0x10;
@@ -254,16 +256,8 @@ pub fn exits(code: &[u8], address: u64) -> Vec<Exit> {
 
 /// Where a call inlined into the function whose machine code is `code`
 /// (loaded at `address`) ends, the copy's code being `body` (sorted
-/// ranges) and its first instruction `entry`: following control from the
-/// entry through the body, every instruction outside the body that it
-/// reaches (fall-through, branch targets, the return of a call that ends
-/// the copy), and every return or tail jump of the function it reaches
-/// inside the body (the function returns straight from the copy's code);
-/// each placed by the kernel's rules. Calls for which `no_return(target)`
-/// (Go's panics) end a path: code after them runs only when a deferred
-/// `recover` resumes the function, not when the copy returns. Refused
-/// when the ends cannot all be found: a jump table inside the copy, or a
-/// loop back to its first instruction.
+/// ranges) and its first instruction `entry`: x86-64 code decoded for
+/// `walk_inlined_exits`, its ends placed by the kernel's rules (`site`).
 pub fn inlined_exits(
     code: &[u8],
     address: u64,
@@ -271,76 +265,39 @@ pub fn inlined_exits(
     entry: u64,
     no_return: &dyn Fn(u64) -> bool,
 ) -> Result<Vec<Exit>, Unprobeable> {
-    let inside = |pc: u64| body.iter().any(|&(start, end)| (start..end).contains(&pc));
-    let end = address + code.len() as u64;
     // The function's instructions by address (Go keeps no data in text).
-    let mut instructions = std::collections::BTreeMap::new();
+    let mut steps = std::collections::BTreeMap::new();
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     while decoder.can_decode() {
         let instruction = decoder.decode();
         if instruction.is_invalid() {
             break;
         }
-        instructions.insert(instruction.ip(), instruction);
-    }
-    let mut exits: Vec<Exit> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut pending = vec![entry];
-    while let Some(pc) = pending.pop() {
-        if !seen.insert(pc) {
-            continue;
-        }
-        let Some(instruction) = instructions.get(&pc) else {
-            return Err(Unprobeable(format!(
-                "control reaches {pc:#x}, which is not an instruction of the function"
-            )));
+        let step = Step {
+            flow: flow(&instruction),
+            next: instruction.next_ip(),
         };
-        let next = instruction.next_ip();
-        let target = instruction.near_branch_target();
-        let successors: Vec<u64> = match instruction.flow_control() {
-            FlowControl::Next | FlowControl::IndirectCall => vec![next],
-            FlowControl::Call if no_return(target) => Vec::new(),
-            FlowControl::Call => vec![next],
-            FlowControl::ConditionalBranch => vec![next, target],
-            FlowControl::UnconditionalBranch if (address..end).contains(&target) => vec![target],
-            // The function leaves from inside the copy, frame and all.
-            FlowControl::UnconditionalBranch | FlowControl::Return => {
-                exits.push(Exit {
-                    address: pc,
-                    tail_call: instruction.flow_control() != FlowControl::Return,
-                });
-                Vec::new()
-            }
-            FlowControl::IndirectBranch => {
-                return Err(Unprobeable(
-                    "it holds a jump table, whose targets no decoder sees".to_owned(),
-                ))
-            }
-            // int3, ud2: the end of a panic call that does not return.
-            _ => Vec::new(),
-        };
-        for successor in successors {
-            if successor == entry {
-                return Err(Unprobeable(
-                    "its first instruction is also a loop head inside it".to_owned(),
-                ));
-            }
-            if inside(successor) {
-                pending.push(successor);
-            } else if !exits.iter().any(|e| e.address == successor) {
-                let placed = site(code, address, successor).map_err(|why| {
-                    Unprobeable(format!("one of its ends cannot be probed: {why}"))
-                })?;
-                exits.push(Exit {
-                    address: successor + placed.offset,
-                    tail_call: false,
-                });
-            }
-        }
+        steps.insert(instruction.ip(), step);
     }
-    exits.sort_unstable_by_key(|e| e.address);
-    exits.dedup_by_key(|e| e.address);
-    Ok(exits)
+    let function = address..address + code.len() as u64;
+    walk_inlined_exits(&steps, function, body, entry, no_return, &|pc| {
+        site(code, address, pc)
+    })
+}
+
+/// How control leaves `instruction`.
+fn flow(instruction: &Instruction) -> Flow {
+    let target = instruction.near_branch_target();
+    match instruction.flow_control() {
+        FlowControl::Next | FlowControl::IndirectCall => Flow::Next,
+        FlowControl::Call => Flow::Call(target),
+        FlowControl::ConditionalBranch => Flow::Conditional(target),
+        FlowControl::UnconditionalBranch => Flow::Jump(target),
+        FlowControl::Return => Flow::Return,
+        FlowControl::IndirectBranch => Flow::IndirectJump,
+        // int3, ud2, ...
+        _ => Flow::Stop,
+    }
 }
 
 /// `MOV reg, FS:[disp]`: the g of ABI0 and pre-register-ABI functions.
