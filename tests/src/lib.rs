@@ -574,6 +574,16 @@ pub fn trace_events(out: &Output) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The -U stack lines of a `trace` run, innermost first, without their
+/// indent.
+pub fn stack_frames(out: &Output) -> Vec<&str> {
+    out.stdout
+        .lines()
+        .filter(|l| l.starts_with("        "))
+        .map(str::trim)
+        .collect()
+}
+
 /// The one JSON report of a `funclatency --json` run.
 pub fn latency_report(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "{out:?}");

@@ -11,7 +11,8 @@
 
 use integration_tests::{
     arm64::{Guest, Runs},
-    count_tables, counts_by_binary, latency_report, said, trace_events, Fixture, Go, Output,
+    count_tables, counts_by_binary, latency_report, said, stack_frames, trace_events, Fixture, Go,
+    Output,
 };
 
 const GOS: [Go; 2] = [Go::Go119, Go::Go127];
@@ -145,12 +146,7 @@ fn trace_reads_arguments_and_results() {
 
         let stack = runs.step(&format!("stack{name}"));
         assert!(stack.status.success(), "{stack:?}");
-        let frames: Vec<&str> = stack
-            .stdout
-            .lines()
-            .filter(|l| l.starts_with("        "))
-            .map(str::trim)
-            .collect();
+        let frames = stack_frames(&stack);
         assert!(frames.len() >= 3, "{go:?}: {}", stack.stdout);
         assert!(frames[0].starts_with("main.add+0x"), "{go:?}: {frames:?}");
         assert!(frames[1].starts_with("main.main+0x"), "{go:?}: {frames:?}");

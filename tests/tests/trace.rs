@@ -5,8 +5,8 @@
 use std::process::Command;
 
 use integration_tests::{
-    assert_one_line_error, run_gotrace, trace_events as events, Fixture, Go, Output, Tracer,
-    Waiting,
+    assert_one_line_error, run_gotrace, stack_frames, trace_events as events, Fixture, Go, Output,
+    Tracer, Waiting,
 };
 
 /// gccgo specializes small functions (`main.add.constprop.0`) at -O2 and
@@ -225,7 +225,7 @@ fn user_stack() {
         &[probe(&args, r#"main.add "%d", goarg1"#)],
         1,
     );
-    let frames = frames(&out);
+    let frames = stack_frames(&out);
     assert!(frames.len() >= 3, "{}", out.stdout);
     assert!(frames[0].starts_with("main.add+0x"), "{frames:?}");
     assert!(frames[1].starts_with("main.main+0x"), "{frames:?}");
@@ -233,15 +233,6 @@ fn user_stack() {
         frames.iter().any(|f| f.starts_with("runtime.main+0x")),
         "{frames:?}"
     );
-}
-
-/// The -U stack lines of a run, innermost first, without their indent.
-fn frames(out: &Output) -> Vec<&str> {
-    out.stdout
-        .lines()
-        .filter(|l| l.starts_with("        "))
-        .map(str::trim)
-        .collect()
 }
 
 /// Calls the compiler inlined have no frame, but -U names them: the args
@@ -255,7 +246,7 @@ fn inlined_frames(args: &Fixture) {
         &[probe(args, r#"main.leaf "%d", goarg1"#)],
         1,
     );
-    let frames = frames(&out);
+    let frames = stack_frames(&out);
     assert!(frames.len() >= 4, "{}", out.stdout);
     assert!(frames[0].starts_with("main.leaf+0x"), "{frames:?}");
     assert!(

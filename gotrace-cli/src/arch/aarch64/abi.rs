@@ -12,69 +12,39 @@ use gotrace_common::arch::aarch64::regs;
 
 use crate::arch::Registers;
 
-/// x0-x30 as `user_pt_regs` indexes.
-const fn x(n: u32) -> u32 {
-    regs::X0 + n
-}
+/// The registers in AAPCS64's DWARF numbering, as `user_pt_regs`
+/// indexes: x0-x30 are 0-30, sp is 31. The ABIs' lists are its prefixes.
+const DWARF: [u32; 32] = {
+    let mut registers = [regs::SP; 32];
+    let mut n = 0;
+    while n < 31 {
+        registers[n] = regs::X0 + n as u32;
+        n += 1;
+    }
+    registers
+};
 
 pub const REGISTERS: Registers = Registers {
-    go_integer: &[
-        x(0),
-        x(1),
-        x(2),
-        x(3),
-        x(4),
-        x(5),
-        x(6),
-        x(7),
-        x(8),
-        x(9),
-        x(10),
-        x(11),
-        x(12),
-        x(13),
-        x(14),
-        x(15),
-    ],
+    go_integer: DWARF.split_at(16).0,
     go_float_count: 16,
-    c_arguments: &[x(0), x(1), x(2), x(3), x(4), x(5), x(6), x(7)],
-    c_results: &[x(0), x(1)],
+    c_arguments: DWARF.split_at(8).0,
+    c_results: DWARF.split_at(2).0,
     g: regs::X28,
     stack_pointer: regs::SP,
     call_pushes: 0,
-    // AAPCS64's DWARF numbering: x0-x30 are 0-30, sp is 31.
-    dwarf: &[
-        x(0),
-        x(1),
-        x(2),
-        x(3),
-        x(4),
-        x(5),
-        x(6),
-        x(7),
-        x(8),
-        x(9),
-        x(10),
-        x(11),
-        x(12),
-        x(13),
-        x(14),
-        x(15),
-        x(16),
-        x(17),
-        x(18),
-        x(19),
-        x(20),
-        x(21),
-        x(22),
-        x(23),
-        x(24),
-        x(25),
-        x(26),
-        x(27),
-        x(28),
-        x(29),
-        x(30),
-        regs::SP,
-    ],
+    dwarf: &DWARF,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_prefixes_of_the_dwarf_numbering() {
+        assert_eq!(REGISTERS.go_integer, (0..16).collect::<Vec<u32>>());
+        assert_eq!(REGISTERS.c_arguments, (0..8).collect::<Vec<u32>>());
+        assert_eq!(REGISTERS.c_results, [0, 1]);
+        assert_eq!(REGISTERS.dwarf[30], regs::X30);
+        assert_eq!(REGISTERS.dwarf[31], regs::SP);
+    }
+}
