@@ -168,7 +168,7 @@ pub fn site(code: &[u8], address: u64, site: u64) -> Result<Placement, Unprobeab
     let moved = first.flow() == Flow::Next
         && here.next().is_some_and(|next| {
             !matches!(uprobes::handling(next.word), Handling::Refused(_))
-                && !jumped_to(code, address, next.address)
+                && !jumped_into(code, address, next.address..=next.address)
         });
     if !moved {
         return Err(Unprobeable(format!(
@@ -194,12 +194,14 @@ fn past_restart_sequence(code: &[u8], address: u64, site: u64) -> Option<Placeme
         .take(RESTART_SEQUENCE_MAX + 1)
         .enumerate()
     {
-        let inside = i > 0 && jumped_to(code, address, instruction.address);
-        if inside || matches!(uprobes::handling(instruction.word), Handling::Refused(_)) {
+        if matches!(uprobes::handling(instruction.word), Handling::Refused(_)) {
             return None;
         }
         if !uses_regtmp(&instruction.instruction) {
-            return (i > 0).then_some(Placement {
+            // One pass over the function for every branch into the rest
+            // of the sequence or to the instruction after it.
+            let entered = jumped_into(code, address, site + INSTRUCTION..=instruction.address);
+            return (i > 0 && !entered).then_some(Placement {
                 offset: instruction.address - site,
                 flags: 0,
                 clobbered,
@@ -231,12 +233,12 @@ fn uses_regtmp(instruction: &Instruction) -> bool {
 }
 
 /// Whether any direct branch or call in `code` (loaded at `address`)
-/// targets `target`.
-fn jumped_to(code: &[u8], address: u64, target: u64) -> bool {
+/// targets an address in `targets`.
+fn jumped_into(code: &[u8], address: u64, targets: std::ops::RangeInclusive<u64>) -> bool {
     instructions(code, address).any(|i| {
         matches!(
             i.flow(),
-            Flow::Call(t) | Flow::Conditional(t) | Flow::Jump(t) if t == target
+            Flow::Call(t) | Flow::Conditional(t) | Flow::Jump(t) if targets.contains(&t)
         )
     })
 }
